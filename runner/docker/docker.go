@@ -1,0 +1,541 @@
+// Package docker is the default runner.Executor: one container per node on a
+// Docker Engine, through its API only. Files go in with CopyToContainer and
+// outputs come out with CopyFromContainer (tar streams), never through bind
+// mounts, so the daemon may be remote (DOCKER_HOST=tcp://..., dind).
+//
+// Every container it creates carries the labels sluice.run=<run id> and
+// sluice.node=<node>, and is removed when Run returns; Cleanup removes the
+// ones a killed process left behind.
+package docker
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"regexp"
+	"sync/atomic"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/registry"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/sluice-ci/sluice/runner"
+)
+
+// Labels put on every container.
+const (
+	LabelRun  = "sluice.run"
+	LabelNode = "sluice.node"
+)
+
+// Paths of the Valohai runtime contract inside the container.
+const (
+	valohaiDir    = "/valohai"
+	repositoryDir = "/valohai/repository"
+	inputsDir     = "/valohai/inputs"
+	outputsDir    = "/valohai/outputs"
+	configDir     = "/valohai/config"
+)
+
+// ErrImageNotFound is returned (wrapped) when the image is not on the Docker
+// host and the pull policy forbids pulling it.
+var ErrImageNotFound = errors.New("image not found")
+
+// PullPolicy says when Run pulls a job's image.
+type PullPolicy string
+
+const (
+	// PullMissing pulls only images the Docker host does not have (the default).
+	PullMissing PullPolicy = "missing"
+	// PullAlways pulls before every run, so a moving tag is current.
+	PullAlways PullPolicy = "always"
+	// PullNever uses the Docker host's images only.
+	PullNever PullPolicy = "never"
+)
+
+// ParsePullPolicy accepts "always", "missing", "never" and "" (missing).
+func ParsePullPolicy(s string) (PullPolicy, error) {
+	switch p := PullPolicy(s); p {
+	case "":
+		return PullMissing, nil
+	case PullAlways, PullMissing, PullNever:
+		return p, nil
+	}
+	return "", fmt.Errorf("pull policy %q: want always, missing or never", s)
+}
+
+// RegistryAuthFunc returns the credentials for pulling ref, or nil to pull
+// anonymously. It is called once per pull, from the goroutine that runs the job.
+type RegistryAuthFunc func(ctx context.Context, ref string) (*registry.AuthConfig, error)
+
+// Options configure an Executor; the zero value is usable.
+type Options struct {
+	// Pull is the pull policy; empty means PullMissing.
+	Pull PullPolicy
+	// RegistryAuth supplies registry credentials; nil pulls anonymously.
+	RegistryAuth RegistryAuthFunc
+	// Logger receives the executor's own messages (not the job's output);
+	// nil discards them.
+	Logger *slog.Logger
+	// Now is the clock for Result.Started and Finished; nil means time.Now.
+	// Limits are enforced with real timers.
+	Now func() time.Time
+	// CleanupTimeout bounds the kill and remove calls made after the job's
+	// context is done; zero means 10 seconds.
+	CleanupTimeout time.Duration
+}
+
+// Executor runs jobs as containers on one Docker Engine. It is safe for
+// concurrent use.
+type Executor struct {
+	cli  client.APIClient
+	opts Options
+	log  *slog.Logger
+}
+
+var _ runner.Executor = (*Executor)(nil)
+
+// New returns an Executor that talks to the engine through cli.
+func New(cli client.APIClient, opts Options) (*Executor, error) {
+	p, err := ParsePullPolicy(string(opts.Pull))
+	if err != nil {
+		return nil, err
+	}
+	opts.Pull = p
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.CleanupTimeout <= 0 {
+		opts.CleanupTimeout = 10 * time.Second
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Executor{cli: cli, opts: opts, log: log}, nil
+}
+
+// NewFromEnv returns an Executor on the engine that DOCKER_HOST,
+// DOCKER_API_VERSION, DOCKER_CERT_PATH and DOCKER_TLS_VERIFY name (the local
+// socket by default), negotiating the API version with it.
+func NewFromEnv(opts Options) (*Executor, error) {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	return New(cli, opts)
+}
+
+// Client returns the Docker API client the executor uses.
+func (e *Executor) Client() client.APIClient { return e.cli }
+
+// Run implements runner.Executor.
+func (e *Executor) Run(ctx context.Context, job runner.Job) (res runner.Result, err error) {
+	res = runner.Result{ExitCode: -1, Reason: runner.ReasonError}
+	defer func() {
+		if err != nil && res.Reason == runner.ReasonError && ctx.Err() != nil {
+			res.Reason = runner.ReasonCancelled
+			if !errors.Is(err, ctx.Err()) {
+				err = fmt.Errorf("%w (%w)", err, ctx.Err())
+			}
+		}
+	}()
+	if err := job.Validate(); err != nil {
+		return res, err
+	}
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("node %s: %w", job.Node, err)
+	}
+	log := e.log.With("run", job.RunID, "node", job.Node)
+
+	digest, err := e.ensureImage(ctx, job.Image)
+	if err != nil {
+		return res, fmt.Errorf("node %s: %w", job.Node, err)
+	}
+	res.ImageDigest = digest
+
+	cfg, hostCfg, warnings := containerConfig(job)
+	res.Warnings = append(res.Warnings, warnings...)
+	created, err := e.cli.ContainerCreate(ctx, cfg, hostCfg, nil, nil, containerName(job))
+	if err != nil {
+		return res, fmt.Errorf("node %s: create container: %w", job.Node, err)
+	}
+	id := created.ID
+	log = log.With("container", shortID(id))
+	log.Debug("container created", "image", job.Image)
+	for _, w := range created.Warnings {
+		res.Warnings = append(res.Warnings, "docker: "+w)
+	}
+	defer func() {
+		if rmErr := e.remove(ctx, id); rmErr != nil {
+			log.Warn("remove container", "err", rmErr)
+			res.Warnings = append(res.Warnings, fmt.Sprintf("container %s not removed: %v (sluice cleanup removes it)", shortID(id), rmErr))
+		}
+	}()
+
+	if err := e.copyIn(ctx, id, job); err != nil {
+		return res, fmt.Errorf("node %s: %w", job.Node, err)
+	}
+
+	// Calls that must outlive a cancelled ctx long enough to clean up run on
+	// opCtx; it is cancelled when Run returns.
+	opCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopOps()
+
+	// Wait before start, so that a fast exit is not missed.
+	waitC, waitErrC := e.cli.ContainerWait(opCtx, id, container.WaitConditionNextExit)
+	if err := e.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+		return res, fmt.Errorf("node %s: start container: %w", job.Node, err)
+	}
+	res.Started = e.opts.Now()
+	log.Debug("container started")
+
+	var lastOutput atomic.Int64
+	lastOutput.Store(time.Now().UnixNano())
+	stdout := &sink{w: job.Stdout, last: &lastOutput}
+	stderr := &sink{w: job.Stderr, last: &lastOutput}
+	logsDone := make(chan error, 1)
+	go func() { logsDone <- e.streamLogs(opCtx, id, stdout, stderr) }()
+	// Every path out of Run waits for the log goroutine: no sink Write after Run.
+	logsFinished := false
+	finishLogs := func(grace time.Duration) {
+		if logsFinished {
+			return
+		}
+		logsFinished = true
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		var err error
+		select {
+		case err = <-logsDone:
+		case <-t.C:
+			stopOps()
+			err = <-logsDone
+			if err != nil {
+				err = fmt.Errorf("log stream did not end %s after the container exited: %w", grace, err)
+			}
+		}
+		if err != nil && !errors.Is(err, context.Canceled) {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("logs: %v", err))
+		}
+		for _, s := range []*sink{stdout, stderr} {
+			if err := s.flush(); err != nil {
+				res.Warnings = append(res.Warnings, fmt.Sprintf("log sink: %v", err))
+			}
+		}
+	}
+	defer func() {
+		stopOps()
+		finishLogs(0)
+	}()
+
+	var timeLimitC, noOutputC <-chan time.Time
+	if job.TimeLimit > 0 {
+		t := time.NewTimer(job.TimeLimit)
+		defer t.Stop()
+		timeLimitC = t.C
+	}
+	var noOutput *time.Timer
+	if job.NoOutputTimeout > 0 {
+		noOutput = time.NewTimer(job.NoOutputTimeout)
+		defer noOutput.Stop()
+		noOutputC = noOutput.C
+	}
+
+	var killed runner.Reason
+	kill := func(reason runner.Reason, why string) {
+		killed = reason
+		timeLimitC, noOutputC = nil, nil
+		log.Info("killing container", "reason", reason, "why", why)
+		kctx, cancel := context.WithTimeout(opCtx, e.opts.CleanupTimeout)
+		defer cancel()
+		if err := e.cli.ContainerKill(kctx, id, "KILL"); err != nil && !cerrdefs.IsNotFound(err) && !cerrdefs.IsConflict(err) {
+			// The wait below still ends when the container does; say why it may not.
+			res.Warnings = append(res.Warnings, fmt.Sprintf("kill after %s: %v", reason, err))
+		}
+	}
+
+	var exit container.WaitResponse
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			res.Finished = e.opts.Now()
+			res.Reason = runner.ReasonCancelled
+			log.Info("cancelled; removing container")
+			return res, fmt.Errorf("node %s: %w", job.Node, ctx.Err())
+		case <-timeLimitC:
+			kill(runner.ReasonTimeLimit, "time limit "+job.TimeLimit.String())
+		case <-noOutputC:
+			idle := time.Since(time.Unix(0, lastOutput.Load()))
+			if idle < job.NoOutputTimeout {
+				noOutput.Reset(job.NoOutputTimeout - idle)
+				continue
+			}
+			kill(runner.ReasonNoOutputTimeout, "no output for "+idle.Round(time.Millisecond).String())
+		case exit = <-waitC:
+			break wait
+		case err := <-waitErrC:
+			return res, fmt.Errorf("node %s: wait for container: %w", job.Node, err)
+		}
+	}
+	res.Finished = e.opts.Now()
+	res.ExitCode = int(exit.StatusCode)
+	if exit.Error != nil && exit.Error.Message != "" {
+		return res, fmt.Errorf("node %s: wait for container: %s", job.Node, exit.Error.Message)
+	}
+	switch {
+	case killed != "":
+		res.Reason = killed
+	case exit.StatusCode == 0:
+		res.Reason = runner.ReasonCompleted
+	default:
+		res.Reason = runner.ReasonFailed
+	}
+	log.Debug("container exited", "code", exit.StatusCode, "reason", res.Reason)
+	reason := res.Reason
+	finishLogs(10 * time.Second)
+
+	if job.OutputDir != "" {
+		res.Reason = runner.ReasonError // until the outputs are out
+		outs, warnings, err := e.copyOut(ctx, id, job.OutputDir)
+		res.Warnings = append(res.Warnings, warnings...)
+		for _, w := range warnings {
+			log.Warn("output", "warning", w)
+		}
+		if err != nil {
+			return res, fmt.Errorf("node %s: %w", job.Node, err)
+		}
+		res.Outputs = outs
+		res.Reason = reason
+	}
+	return res, nil
+}
+
+// ensureImage applies the pull policy and returns the image's digest.
+func (e *Executor) ensureImage(ctx context.Context, ref string) (string, error) {
+	if e.opts.Pull == PullAlways {
+		if err := e.pull(ctx, ref); err != nil {
+			return "", err
+		}
+	}
+	img, err := e.cli.ImageInspect(ctx, ref)
+	if cerrdefs.IsNotFound(err) {
+		if e.opts.Pull == PullNever {
+			return "", fmt.Errorf("image %s is not on the Docker host and the pull policy is never: %w", ref, ErrImageNotFound)
+		}
+		if err := e.pull(ctx, ref); err != nil {
+			return "", err
+		}
+		img, err = e.cli.ImageInspect(ctx, ref)
+	}
+	if err != nil {
+		return "", fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	if len(img.RepoDigests) > 0 {
+		return img.RepoDigests[0], nil
+	}
+	return img.ID, nil
+}
+
+func (e *Executor) pull(ctx context.Context, ref string) error {
+	var opts image.PullOptions
+	if e.opts.RegistryAuth != nil {
+		auth, err := e.opts.RegistryAuth(ctx, ref)
+		if err != nil {
+			return fmt.Errorf("registry credentials for %s: %w", ref, err)
+		}
+		if auth != nil {
+			if opts.RegistryAuth, err = registry.EncodeAuthConfig(*auth); err != nil {
+				return fmt.Errorf("registry credentials for %s: %w", ref, err)
+			}
+		}
+	}
+	e.log.Info("pulling image", "image", ref)
+	rc, err := e.cli.ImagePull(ctx, ref, opts)
+	if err != nil {
+		return fmt.Errorf("pull image %s: %w", ref, err)
+	}
+	defer rc.Close()
+	if err := drainPull(rc); err != nil {
+		return fmt.Errorf("pull image %s: %w", ref, err)
+	}
+	return nil
+}
+
+// drainPull reads a pull's progress stream to its end: errors arrive inside
+// the 200 response, as JSON messages with an "error" field.
+func drainPull(r io.Reader) error {
+	dec := json.NewDecoder(r)
+	for {
+		var msg struct {
+			Error       string `json:"error"`
+			ErrorDetail *struct {
+				Message string `json:"message"`
+			} `json:"errorDetail"`
+		}
+		if err := dec.Decode(&msg); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("read progress: %w", err)
+		}
+		if msg.ErrorDetail != nil && msg.ErrorDetail.Message != "" {
+			return errors.New(msg.ErrorDetail.Message)
+		}
+		if msg.Error != "" {
+			return errors.New(msg.Error)
+		}
+	}
+}
+
+// streamLogs copies the container's stdout and stderr, demultiplexed, to the
+// sinks until the container stops or ctx is done.
+//
+// Following a container's logs can miss the very last message on some
+// daemons (seen on 20.10: a final line without "\n", logged as the container
+// stops, after the follower was closed). So the logs come with timestamps,
+// and once the followed stream ends, the messages at or after the newest
+// timestamp seen are read once more without following; those already
+// delivered are skipped.
+func (e *Executor) streamLogs(ctx context.Context, id string, stdout, stderr io.Writer) error {
+	d := &logDemux{}
+	read := func(opts container.LogsOptions) error {
+		opts.ShowStdout, opts.ShowStderr, opts.Timestamps = true, true, true
+		rc, err := e.cli.ContainerLogs(ctx, id, opts)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		// StdCopy hands each frame, one log message, to one Write call.
+		_, err = stdcopy.StdCopy(d.writer(stdout), d.writer(stderr), rc)
+		return err
+	}
+	err := read(container.LogsOptions{Follow: true})
+	if err == nil {
+		since := ""
+		if !d.newest.IsZero() {
+			since = d.newest.Format(time.RFC3339Nano)
+		}
+		d.catchUp()
+		err = read(container.LogsOptions{Since: since})
+	}
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// logDemux strips the timestamp the daemon puts before each log message and
+// remembers the newest one, so that the catch-up read delivers only what the
+// followed read did not.
+type logDemux struct {
+	newest     time.Time
+	atNewest   int  // messages delivered with timestamp newest
+	catchingUp bool // in the catch-up read
+	skip       int  // in the catch-up read: messages at newest still to skip
+}
+
+func (d *logDemux) catchUp() { d.catchingUp, d.skip = true, d.atNewest }
+
+func (d *logDemux) writer(w io.Writer) io.Writer {
+	return writerFunc(func(p []byte) (int, error) {
+		ts, msg, ok := bytes.Cut(p, []byte{' '})
+		t, err := time.Parse(time.RFC3339Nano, string(ts))
+		if !ok || err != nil {
+			return w.Write(p) // no timestamp: deliver as is
+		}
+		switch {
+		case d.catchingUp && t.Before(d.newest):
+			return len(p), nil // delivered already (the daemon ignored since)
+		case d.catchingUp && t.Equal(d.newest) && d.skip > 0:
+			d.skip--
+			return len(p), nil // delivered already
+		case t.After(d.newest):
+			d.newest, d.atNewest = t, 1
+		case t.Equal(d.newest):
+			d.atNewest++
+		}
+		if _, err := w.Write(msg); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	})
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// remove force-removes the container (killing it if it runs), within
+// CleanupTimeout even when ctx is already done.
+func (e *Executor) remove(ctx context.Context, id string) error {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.opts.CleanupTimeout)
+	defer cancel()
+	err := e.cli.ContainerRemove(rctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+// sink wraps a job's output writer: it records when output last came (for
+// the no-output timeout) and keeps draining after the writer failed, so a
+// broken sink never stalls the container.
+type sink struct {
+	w    io.Writer
+	last *atomic.Int64
+	err  error
+}
+
+func (s *sink) Write(p []byte) (int, error) {
+	s.last.Store(time.Now().UnixNano())
+	if s.w != nil && s.err == nil {
+		if _, err := s.w.Write(p); err != nil {
+			s.err = err
+		}
+	}
+	return len(p), nil
+}
+
+func (s *sink) flush() error {
+	if s.err != nil {
+		return s.err
+	}
+	if f, ok := s.w.(runner.Flusher); ok {
+		return f.Flush()
+	}
+	return nil
+}
+
+var nameUnsafe = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
+
+// containerName is sluice-<run>-<node>-<random>, readable in `docker ps`.
+func containerName(job runner.Job) string {
+	clean := func(s string) string {
+		s = nameUnsafe.ReplaceAllString(s, "_")
+		if len(s) > 40 {
+			s = s[:40]
+		}
+		return s
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return "sluice-" + clean(job.RunID) + "-" + clean(job.Node) + "-" + hex.EncodeToString(b[:])
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

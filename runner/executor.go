@@ -1,0 +1,195 @@
+// Package runner schedules a pipeline's nodes and runs each of them through an
+// Executor. The executors live in subpackages (runner/docker, and later
+// runner/batch and runner/kube); this file holds the contract they share.
+package runner
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Executor runs one node of a pipeline as one container, with the Valohai
+// runtime contract:
+//
+//   - /valohai/repository: a copy of Job.RepositoryDir; the working directory.
+//   - /valohai/inputs/<input>/<file>: Job.Inputs, read-only by convention.
+//   - /valohai/outputs/: empty at start; copied out to Job.OutputDir after the
+//     command exits, also when it failed or hit a limit.
+//   - /valohai/config/parameters.json (Job.Parameters), inputs.json
+//     ({input: {files: [{name, path, uri, size, checksums: {sha256}}]}}) and
+//     execution.json (valohai.execution-id, -step, -image, pipeline ids, ...).
+//   - VH_CONFIG_DIR, VH_INPUTS_DIR, VH_OUTPUTS_DIR, VH_REPOSITORY_DIR, VH_JOB_ID,
+//     VH_EXECUTION_ID, VH_PIPELINE_ID, VH_PIPELINE_NODE_ID (and VH_PROJECT_ID
+//     when Job.ProjectID is set), PYTHONUNBUFFERED=1, then Job.Env.
+//   - the image's entrypoint cleared; the command is `/bin/sh -c Job.Command`.
+//
+// Implementations must be safe for concurrent use: the scheduler runs up to
+// --concurrency jobs at once through one Executor.
+type Executor interface {
+	// Run executes one node to completion. It returns when the container has
+	// exited and its outputs are in Job.OutputDir, or when ctx is cancelled,
+	// after it removed what it started.
+	//
+	// The returned error is non-nil only when the executor could not carry
+	// the job through: a bad Job, a missing image, an unreachable daemon, a
+	// failed copy, or ctx cancelled (the error then wraps ctx.Err() and
+	// Result.Reason is ReasonCancelled). A command that exits non-zero or hits
+	// a limit is not an error: Result.Reason and Result.ExitCode tell. Result
+	// is filled as far as the run got, also when err is non-nil.
+	Run(ctx context.Context, job Job) (Result, error)
+}
+
+// Job is one node, ready to run: everything in it is already resolved
+// (parameters rendered into Command, inputs fetched or openable).
+type Job struct {
+	// RunID identifies the pipeline run; it labels the container and is the
+	// pipeline id of the runtime contract (VH_PIPELINE_ID).
+	RunID string
+	// Node is the pipeline node's name (VH_PIPELINE_NODE_ID). Required.
+	Node string
+	// Step is the step's name, for execution.json. Optional.
+	Step string
+	// ExecutionID is VH_EXECUTION_ID and VH_JOB_ID; empty means RunID + "-" + Node.
+	ExecutionID string
+	// ProjectID is VH_PROJECT_ID; empty leaves the variable unset.
+	ProjectID string
+	// Commit is the repository's commit, valohai.commit-identifier. Optional.
+	Commit string
+
+	// Image is the container image reference. Required.
+	Image string
+	// Command is the whole shell script, already rendered (commands joined
+	// with " && "); it runs as /bin/sh -c Command.
+	Command string
+	// Env holds the step's environment variables. They cannot replace the
+	// VH_* variables of the runtime contract.
+	Env map[string]string
+	// Resources limits the container; the zero value means no limits.
+	Resources Resources
+
+	// TimeLimit kills the command when it has run this long (ReasonTimeLimit).
+	// Zero means no limit.
+	TimeLimit time.Duration
+	// NoOutputTimeout kills the command when it has printed nothing on stdout
+	// or stderr for this long (ReasonNoOutputTimeout). Zero means no limit.
+	NoOutputTimeout time.Duration
+
+	// Inputs land in /valohai/inputs/<Name>/<File.Name>.
+	Inputs []Input
+	// Parameters is written as /valohai/config/parameters.json: parameter
+	// name to typed value (string, float64, int, bool, or a list of them).
+	Parameters map[string]any
+	// RepositoryDir is the host path of a repository snapshot, copied as is
+	// (regular files, directories, symlinks) to /valohai/repository. Empty
+	// means an empty /valohai/repository.
+	RepositoryDir string
+	// OutputDir is the host path where the executor puts the files it copied
+	// out of /valohai/outputs; it is created if missing, and should be empty
+	// (files in the way are replaced). Empty means outputs are not copied out.
+	OutputDir string
+
+	// Stdout and Stderr receive the command's output live, in order, as it
+	// comes: Write is called from one goroutine at a time, never after Run
+	// returned; chunks are not aligned to lines (see LineWriter). A sink that
+	// implements Flusher is flushed once after the last Write. Nil discards.
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// ExecutionIDOrDefault returns ExecutionID, or RunID + "-" + Node when it is empty.
+func (j Job) ExecutionIDOrDefault() string {
+	if j.ExecutionID != "" {
+		return j.ExecutionID
+	}
+	return j.RunID + "-" + j.Node
+}
+
+// Resources is what a node asks of the machine that runs it.
+type Resources struct {
+	// CPU is the number of CPUs, fractions allowed; 0 means no limit.
+	CPU float64
+	// MemoryMB is the memory limit in MiB; 0 means no limit.
+	MemoryMB int64
+	// GPUs is the number of GPUs: 0 none, -1 all of the host's.
+	GPUs int
+}
+
+// Input is one named input of a step and the files resolved for it.
+type Input struct {
+	Name  string
+	Files []InputFile
+}
+
+// InputFile is one file of an input. Exactly one of Path and Open is set.
+type InputFile struct {
+	// Name is the file's path below /valohai/inputs/<input>/: a base name, or
+	// a relative slash-separated path when the input keeps directories.
+	Name string
+	// Path is the file on the host.
+	Path string
+	// Open opens the content, e.g. a blob in the store. It may be called more
+	// than once; each call returns a fresh reader from the start.
+	Open func() (io.ReadCloser, error)
+	// Size is the content's length in bytes; required with Open, ignored with Path.
+	Size int64
+	// Digest is the hex sha256 of the content; computed while copying if empty.
+	Digest string
+	// URI is where the file came from (a store reference, https://, gs://),
+	// shown to the step in inputs.json. Optional.
+	URI string
+}
+
+// Result is how a node's run ended.
+type Result struct {
+	// ExitCode is the command's exit status; -1 when the command never ran
+	// or its status is unknown. A killed command reports 137.
+	ExitCode int
+	// Reason says why the run ended.
+	Reason Reason
+	// Outputs lists the regular files copied to Job.OutputDir, sorted by Path.
+	Outputs []OutputFile
+	// Started and Finished bracket the command: from the container's start
+	// to the moment its exit was seen. Zero when it never started.
+	Started, Finished time.Time
+	// ImageDigest identifies the image that ran: its repository digest
+	// (name@sha256:...) when it has one, else its image id (sha256:...).
+	ImageDigest string
+	// Warnings are things the user should know that did not fail the run,
+	// e.g. an output refused because it pointed outside /valohai/outputs.
+	Warnings []string
+}
+
+// OutputFile is one file a step left in /valohai/outputs.
+type OutputFile struct {
+	// Path is relative to /valohai/outputs, slash-separated.
+	Path string
+	// Size in bytes.
+	Size int64
+	// Digest is the hex sha256 of the content.
+	Digest string
+}
+
+// Reason is why a run ended.
+type Reason string
+
+const (
+	// ReasonCompleted: the command exited 0.
+	ReasonCompleted Reason = "completed"
+	// ReasonFailed: the command exited non-zero on its own.
+	ReasonFailed Reason = "failed"
+	// ReasonTimeLimit: the command ran longer than Job.TimeLimit and was killed.
+	ReasonTimeLimit Reason = "time-limit"
+	// ReasonNoOutputTimeout: the command printed nothing for Job.NoOutputTimeout and was killed.
+	ReasonNoOutputTimeout Reason = "no-output-timeout"
+	// ReasonCancelled: the run's context was cancelled; the container was removed.
+	ReasonCancelled Reason = "cancelled"
+	// ReasonError: the executor failed (see the error Run returned).
+	ReasonError Reason = "error"
+)
+
+// Flusher is implemented by an output sink that holds back a partial line
+// (LineWriter, bufio.Writer). Executors call Flush once after the last Write.
+type Flusher interface {
+	Flush() error
+}
