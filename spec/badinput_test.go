@@ -1,0 +1,83 @@
+package spec
+
+import (
+	"bytes"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Bad input of every kind gets one clear error with a position where there is
+// one, and never a panic, a hang or unbounded memory.
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	rng := rand.New(rand.NewSource(1))
+	binary := make([]byte, 4096)
+	rng.Read(binary)
+	binary[10] = 0
+
+	var bomb strings.Builder
+	bomb.WriteString("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n")
+	for i := 'b'; i <= 'z'; i++ {
+		bomb.WriteString(string(i) + ": &" + string(i) + " [")
+		for j := 0; j < 9; j++ {
+			if j > 0 {
+				bomb.WriteString(",")
+			}
+			bomb.WriteString("*" + string(i-1))
+		}
+		bomb.WriteString("]\n")
+	}
+
+	var nestedBlock strings.Builder
+	for i := 0; i < 300; i++ {
+		nestedBlock.WriteString(strings.Repeat("  ", i) + "k:\n")
+	}
+
+	huge := bytes.Repeat([]byte("- step: {name: s, image: busybox, command: 'true'}\n"), 50<<20/52+1)
+
+	cases := []struct {
+		name, file string
+		want       string
+	}{
+		{"empty", write("empty.yaml", nil), "the file is empty"},
+		{"only comments", write("comments.yaml", []byte("# nothing here\n")), "no YAML document"},
+		{"binary", write("binary.yaml", binary), "binary file"},
+		{"not utf8", write("latin1.yaml", []byte("- step: {name: caf\xe9}\n")), "not UTF-8"},
+		{"alias bomb", write("bomb.yaml", []byte(bomb.String())), "refusing to expand"},
+		{"deep flow nesting", write("deep-flow.yaml", []byte(strings.Repeat("[", 100000))), "invalid YAML"},
+		{"deep block nesting", write("deep-block.yaml", []byte(nestedBlock.String())), "nested more than"},
+		{"huge file", write("huge.yaml", huge), "at most 16 MiB"},
+		{"missing", filepath.Join(dir, "nope.yaml"), "no such file"},
+		{"directory", dir, "is a directory"},
+		{"two documents", write("two.yaml", []byte("- step: {name: a}\n---\n- step: {name: b}\n")), "single YAML document"},
+		{"not a list", write("map.yaml", []byte("step:\n  name: a\n")), "expected a list of steps"},
+		{"scalar", write("scalar.yaml", []byte("hello\n")), "expected a list of steps"},
+		{"unknown tag", write("tag.yaml", []byte("- step: !python/object {name: a}\n")), "unsupported YAML tag"},
+		{"invalid date", write("date.yaml", []byte("- step:\n    name: 2020-13-45\n")), "no such date"},
+		{"tab indentation", write("tabs.yaml", []byte("- step:\n\tname: a\n")), "invalid YAML"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, diags := ParseFile(c.file)
+			if cfg != nil || !diags.HasErrors() {
+				t.Fatalf("accepted; diagnostics: %v", diags)
+			}
+			if !strings.Contains(diags.Error(), c.want) {
+				t.Errorf("error %q does not say %q", diags.Error(), c.want)
+			}
+			if strings.Contains(diags.Error(), "panic") || strings.Contains(diags.Error(), "goroutine") {
+				t.Errorf("error looks like a crash: %s", diags.Error())
+			}
+		})
+	}
+}

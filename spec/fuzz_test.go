@@ -1,0 +1,55 @@
+package spec
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// FuzzParse feeds arbitrary bytes (seeded with the conformance corpus and the
+// golden inputs) through parse, validation, lint, command building and
+// planning. Nothing may panic; a file without errors must give a config whose
+// every step builds and every pipeline plans.
+func FuzzParse(f *testing.F) {
+	for _, pattern := range []string{"testdata/conformance/valohai-yaml/*/*.yaml", "testdata/lint/*.yaml"} {
+		files, _ := filepath.Glob(pattern)
+		for _, file := range files {
+			data, err := os.ReadFile(file)
+			if err == nil {
+				f.Add(data)
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, diags := Parse("fuzz.yaml", data)
+		for _, d := range diags {
+			if d.Message == "" || d.Line < 0 || d.Col < 0 {
+				t.Fatalf("malformed diagnostic %#v", d)
+			}
+		}
+		if diags.HasErrors() {
+			if cfg != nil {
+				t.Fatal("config returned with errors")
+			}
+			return
+		}
+		if cfg == nil {
+			t.Fatal("no config and no errors")
+		}
+		for _, s := range cfg.Steps {
+			if cmd, err := s.BuildCommand(nil); err == nil {
+				_ = JoinCommand(cmd)
+			}
+		}
+		for _, p := range cfg.Pipelines {
+			pp, err := cfg.NewPipelinePlan(p, nil)
+			if err != nil {
+				continue
+			}
+			_ = pp.WriteText(io.Discard)
+			_ = pp.JSON()
+			_ = p.Mermaid(nil)
+		}
+	})
+}
