@@ -1,0 +1,404 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluice-ci/sluice/runner"
+	"github.com/sluice-ci/sluice/runner/docker"
+	"github.com/sluice-ci/sluice/spec"
+	"github.com/sluice-ci/sluice/store"
+	"github.com/sluice-ci/sluice/store/file"
+)
+
+// openStore opens the store a URL names: a path or file://path for the local
+// store; empty means .sluice in the repository.
+func openStore(url, repo string) (store.Store, error) {
+	switch {
+	case url == "":
+		url = filepath.Join(repo, ".sluice")
+	case strings.HasPrefix(url, "file://"):
+		url = strings.TrimPrefix(url, "file://")
+	case strings.HasPrefix(url, "gs://"):
+		return nil, usageErrorf("--store %s: Google Cloud Storage stores are not supported by this version yet; use a local directory", url)
+	case strings.Contains(url, "://"):
+		return nil, usageErrorf("--store %s: unknown store; use a directory (or file://DIR)", url)
+	}
+	s, err := file.New(url)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", url, err)
+	}
+	return s, nil
+}
+
+// repoRoot is the git work tree holding dir, or dir itself.
+func repoRoot(dir string) string {
+	out, err := exec.Command("git", "-C", dir, "rev-parse", "--show-toplevel").Output()
+	if err == nil {
+		if top := strings.TrimSpace(string(out)); top != "" {
+			return top
+		}
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return dir
+	}
+	return abs
+}
+
+func gitOutput(dir string, args ...string) string {
+	out, err := exec.Command("git", append([]string{"-C", dir}, args...)...).Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
+	var pipeline, step, storeURL, pull string
+	var params []string
+	var concurrency int
+	var noCache bool
+	cmd := &cobra.Command{
+		Use:   "run [FILE]",
+		Short: "Run a pipeline (or one step) in containers on Docker, keeping every output, log and metric",
+		Long: "run runs the pipeline of a valohai.yaml (default ./valohai.yaml): each node in its own container as\n" +
+			"soon as the nodes it waits for are done, files and values passed along the edges. Outputs, logs and\n" +
+			"metadata go to the store (default .sluice/ in the repository).\n\n" +
+			"Exit codes: 0 the pipeline succeeded, 1 it failed (or was stopped or cancelled), 3 usage or config error.",
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if pipeline != "" && step != "" {
+				return usageErrorf("give --pipeline or --step, not both")
+			}
+			if concurrency < 0 {
+				return usageErrorf("--concurrency %d: give a positive number", concurrency)
+			}
+			if concurrency == 0 {
+				concurrency = runtime.NumCPU()
+			}
+			_ = noCache // reuse of unchanged nodes comes with the cache; every node runs now
+			pullPolicy, err := docker.ParsePullPolicy(pull)
+			if err != nil {
+				return usageErrorf("--pull: %v", err)
+			}
+			values, err := parseParams(params)
+			if err != nil {
+				return err
+			}
+			fileName := defaultFile
+			if len(args) == 1 {
+				fileName = args[0]
+			}
+			cfg, diags := spec.ParseFile(fileName)
+			for _, d := range diags {
+				fmt.Fprintln(stderr, d.String())
+			}
+			if diags.HasErrors() {
+				return &exitError{code: exitUsage, err: fmt.Errorf("%s has %s; fix them and run again", fileName, plural(diags.Count(spec.SeverityError), "error"))}
+			}
+			p, err := choosePipeline(cfg, fileName, pipeline, step)
+			if err != nil {
+				return err
+			}
+			repo := repoRoot(filepath.Dir(fileName))
+			st, err := openStore(storeURL, repo)
+			if err != nil {
+				return err
+			}
+			logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			exec, err := docker.NewFromEnv(docker.Options{Pull: pullPolicy, Logger: logger, CleanupTimeout: 30 * time.Second})
+			if err != nil {
+				return &exitError{code: exitFailed, err: err}
+			}
+			if err := pingDocker(cmd.Context(), exec); err != nil {
+				return &exitError{code: exitFailed, err: err}
+			}
+			runID := runner.NewRunID(timeNow())
+			fmt.Fprintf(stderr, "sluice: run %s of pipeline %q (%d nodes, concurrency %d)\n", runID, p.Name, len(p.Nodes), concurrency)
+			rec, err := runner.Run(cmd.Context(), runner.Options{
+				Config: cfg, Pipeline: p, Params: values, Executor: exec, Store: st, RepoDir: repo,
+				Concurrency: concurrency, RunID: runID, Log: stdout, Logger: logger,
+				Commit: gitOutput(repo, "rev-parse", "HEAD"), Branch: gitOutput(repo, "rev-parse", "--abbrev-ref", "HEAD"),
+			})
+			// Whatever the executor could not remove (a daemon too slow under
+			// load, a cancellation mid-create) goes now.
+			sweepCtx, cancelSweep := context.WithTimeout(context.WithoutCancel(cmd.Context()), 30*time.Second)
+			if n, err := exec.Cleanup(sweepCtx, runID); err != nil {
+				fmt.Fprintf(stderr, "sluice: removing the run's containers: %v (run `sluice clean %s`)\n", err, runID)
+			} else if n > 0 {
+				fmt.Fprintf(stderr, "sluice: removed %s the run left\n", plural(n, "container"))
+			}
+			cancelSweep()
+			if rec != nil {
+				fmt.Fprintln(stdout)
+				if werr := runner.WriteSummary(stdout, rec); werr != nil {
+					return werr
+				}
+			}
+			switch {
+			case err == nil:
+				return nil
+			case errors.Is(err, runner.ErrPipelineFailed):
+				return &exitError{code: exitFailed}
+			case rec == nil:
+				return &exitError{code: exitUsage, err: err}
+			}
+			return &exitError{code: exitFailed, err: err}
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&pipeline, "pipeline", "", "the pipeline to run (needed when the file has several)")
+	f.StringVar(&step, "step", "", "run a single step instead of a pipeline")
+	f.StringArrayVarP(&params, "param", "p", nil, "pipeline parameter value NAME=VALUE (repeatable)")
+	f.IntVar(&concurrency, "concurrency", 0, "how many nodes run at once (default: the number of CPUs)")
+	f.BoolVar(&noCache, "no-cache", false, "run every node, reusing no earlier result")
+	f.StringVar(&storeURL, "store", "", "where outputs, logs and run records go: a directory (default .sluice in the repository)")
+	f.StringVar(&pull, "pull", "missing", "when to pull images: missing, always or never")
+	return cmd
+}
+
+// openStoreFlag opens --store relative to the current directory's repository.
+func openStoreFlag(url string) (store.Store, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	return openStore(url, repoRoot(wd))
+}
+
+func newRunsCmd(stdout io.Writer) *cobra.Command {
+	var storeURL string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "runs",
+		Short: "List the runs in the store, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := openStoreFlag(storeURL)
+			if err != nil {
+				return err
+			}
+			ids, err := store.ListRuns(cmd.Context(), st)
+			if err != nil {
+				return &exitError{code: exitFailed, err: err}
+			}
+			for i, id := range ids {
+				if limit > 0 && i == limit {
+					break
+				}
+				rec, err := store.GetRun(cmd.Context(), st, id)
+				if err != nil {
+					fmt.Fprintf(stdout, "%s\t(unreadable: %v)\n", id, err)
+					continue
+				}
+				fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\n", rec.ID, rec.Status, rec.Pipeline, shortCommit(rec.Commit))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&storeURL, "store", "", "the store (default .sluice in the repository)")
+	cmd.Flags().IntVar(&limit, "limit", 20, "how many runs to list (0: all)")
+	return cmd
+}
+
+func shortCommit(c string) string {
+	if len(c) > 12 {
+		return c[:12]
+	}
+	return c
+}
+
+func newShowCmd(stdout io.Writer) *cobra.Command {
+	var storeURL string
+	cmd := &cobra.Command{
+		Use:   "show RUN [NODE]",
+		Short: "Show a run, or one node of it with its outputs, metadata and log",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := openStoreFlag(storeURL)
+			if err != nil {
+				return err
+			}
+			rec, err := store.GetRun(cmd.Context(), st, args[0])
+			if err != nil {
+				return notFoundOr(err)
+			}
+			if len(args) == 1 {
+				fmt.Fprintf(stdout, "run %s: pipeline %q, commit %s, branch %s\n", rec.ID, rec.Pipeline, shortCommit(rec.Commit), rec.Branch)
+				return runner.WriteSummary(stdout, rec)
+			}
+			n := rec.Node(args[1])
+			if n == nil {
+				return &exitError{code: exitUsage, err: fmt.Errorf("run %s has no node %q", rec.ID, args[1])}
+			}
+			fmt.Fprintf(stdout, "node %s (step %q): %s", n.Name, n.Step, n.Status)
+			if n.Reason != "" {
+				fmt.Fprintf(stdout, ": %s", n.Reason)
+			}
+			fmt.Fprintf(stdout, "\nimage: %s %s\ncommand: %s\n", n.Image, n.ImageDigest, n.Command)
+			for _, f := range n.Inputs {
+				fmt.Fprintf(stdout, "input %s/%s  %d bytes  %s\n", f.Input, f.Path, f.Size, f.URI)
+			}
+			for _, f := range n.Outputs {
+				fmt.Fprintf(stdout, "output %s  %d bytes  %s\n", f.Path, f.Size, f.Digest)
+			}
+			for _, k := range sortedKeys(n.Metadata) {
+				fmt.Fprintf(stdout, "metadata %s = %v\n", k, n.Metadata[k])
+			}
+			if !n.Log.IsZero() {
+				fmt.Fprintln(stdout, "log:")
+				rc, _, err := store.OpenBlob(cmd.Context(), st, n.Log)
+				if err != nil {
+					return &exitError{code: exitFailed, err: fmt.Errorf("open the log: %w", err)}
+				}
+				defer rc.Close()
+				if _, err := io.Copy(stdout, rc); err != nil {
+					return &exitError{code: exitFailed, err: fmt.Errorf("read the log: %w", err)}
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&storeURL, "store", "", "the store (default .sluice in the repository)")
+	return cmd
+}
+
+func notFoundOr(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return &exitError{code: exitUsage, err: fmt.Errorf("%v (list the runs with `sluice runs`)", err)}
+	}
+	return &exitError{code: exitFailed, err: err}
+}
+
+func newArtifactsCmd(stdout io.Writer) *cobra.Command {
+	var storeURL string
+	get := &cobra.Command{
+		Use:   "get RUN NODE PATH [DEST]",
+		Short: "Copy an output of a node out of the store (to DEST, or to stdout with -)",
+		Args:  cobra.RangeArgs(3, 4),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := openStoreFlag(storeURL)
+			if err != nil {
+				return err
+			}
+			rec, err := store.GetRun(cmd.Context(), st, args[0])
+			if err != nil {
+				return notFoundOr(err)
+			}
+			n := rec.Node(args[1])
+			if n == nil {
+				return &exitError{code: exitUsage, err: fmt.Errorf("run %s has no node %q", rec.ID, args[1])}
+			}
+			f := n.Output(args[2])
+			if f == nil {
+				var paths []string
+				for _, o := range n.Outputs {
+					paths = append(paths, o.Path)
+				}
+				return &exitError{code: exitUsage, err: fmt.Errorf("node %s of run %s has no output %q; its outputs: %s", n.Name, rec.ID, args[2], strings.Join(paths, ", "))}
+			}
+			dest := filepath.Base(f.Path)
+			if len(args) == 4 {
+				dest = args[3]
+			}
+			rc, _, err := store.OpenBlob(cmd.Context(), st, f.Digest)
+			if err != nil {
+				return &exitError{code: exitFailed, err: err}
+			}
+			defer rc.Close()
+			if dest == "-" {
+				_, err = io.Copy(stdout, rc)
+				return err
+			}
+			if st, err := os.Stat(dest); err == nil && st.IsDir() {
+				dest = filepath.Join(dest, filepath.Base(f.Path))
+			}
+			return writeFileAtomic(dest, rc)
+		},
+	}
+	get.Flags().StringVar(&storeURL, "store", "", "the store (default .sluice in the repository)")
+	cmd := &cobra.Command{Use: "artifacts", Short: "Get the outputs of runs out of the store"}
+	cmd.AddCommand(get)
+	return cmd
+}
+
+// writeFileAtomic writes a file through a temporary file in the same directory.
+func writeFileAtomic(dest string, r io.Reader) error {
+	tmp, err := os.CreateTemp(filepath.Dir(dest), ".sluice-get-*")
+	if err != nil {
+		return &exitError{code: exitFailed, err: err}
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := io.Copy(tmp, r); err != nil {
+		tmp.Close()
+		return &exitError{code: exitFailed, err: fmt.Errorf("write %s: %w", dest, err)}
+	}
+	if err := tmp.Close(); err != nil {
+		return &exitError{code: exitFailed, err: err}
+	}
+	if err := os.Rename(tmp.Name(), dest); err != nil {
+		return &exitError{code: exitFailed, err: err}
+	}
+	return nil
+}
+
+func newCleanCmd(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "clean [RUN]",
+		Short: "Remove containers left by sluice runs that were killed (all, or one run's)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			exec, err := docker.NewFromEnv(docker.Options{})
+			if err != nil {
+				return &exitError{code: exitFailed, err: err}
+			}
+			runID := ""
+			if len(args) == 1 {
+				runID = args[0]
+			}
+			n, err := exec.Cleanup(cmd.Context(), runID)
+			if err != nil {
+				return &exitError{code: exitFailed, err: err}
+			}
+			fmt.Fprintf(stdout, "removed %s\n", plural(n, "container"))
+			return nil
+		},
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// pingDocker fails early, and clearly, when no Docker daemon answers.
+func pingDocker(ctx context.Context, e *docker.Executor) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if _, err := e.Client().Ping(ctx); err != nil {
+		host := os.Getenv("DOCKER_HOST")
+		if host == "" {
+			host = "the local socket"
+		}
+		return fmt.Errorf("cannot reach a Docker daemon at %s: %v; start dockerd, or set DOCKER_HOST", host, err)
+	}
+	return nil
+}

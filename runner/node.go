@@ -1,0 +1,649 @@
+package runner
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/sluice-ci/sluice/spec"
+	"github.com/sluice-ci/sluice/store"
+)
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// runNode runs one node to its end and returns its record.
+func (r *pipelineRun) runNode(ctx context.Context, n *spec.Node) *store.NodeRun {
+	np := r.plans[n.Name]
+	fail := func(format string, args ...any) *store.NodeRun {
+		reason := fmt.Sprintf(format, args...)
+		r.printf(n.Name, "failed: %s", reason)
+		var out *store.NodeRun
+		r.setNode(n.Name, func(nr *store.NodeRun) {
+			nr.Status, nr.Reason = store.StatusFailed, reason
+			if nr.Finished.IsZero() {
+				nr.Finished = r.now().UTC()
+			}
+			out = cloneNode(nr)
+		})
+		return out
+	}
+	if n.Type == spec.NodeDeployment {
+		return fail("deployment nodes need Valohai's deployment service; sluice runs execution and task nodes")
+	}
+	if np.Step == nil {
+		if n.Commit != "" {
+			return fail("the node runs step %q of commit %q; sluice runs the steps of the checked-out files only", n.Step, n.Commit)
+		}
+		return fail("no step to run")
+	}
+	if n.Type == spec.NodeTask {
+		return fail("task nodes are not supported by sluice run yet; use an execution node")
+	}
+	vals := &nodeValues{params: map[string]*spec.Value{}, metadata: map[string]any{}, env: map[string]string{}}
+	for k, v := range np.Params {
+		vals.params[k] = v
+	}
+	if err := r.edgeValues(n, np, vals); err != nil {
+		return fail("%v", err)
+	}
+	for name, v := range vals.params {
+		if p := np.Step.Parameter(name); p != nil {
+			for _, atom := range atomsOf(v) {
+				if msgs := spec.ValidateValue(p, atom, false); len(msgs) > 0 {
+					return fail("parameter %s: %s", name, strings.Join(msgs, "; "))
+				}
+			}
+		}
+	}
+	for _, p := range np.Step.Parameters {
+		if _, ok := vals.params[p.Name]; !ok && !p.Optional {
+			return fail("parameter %s has no value: give it a default, a pipeline parameter or an edge", p.Name)
+		}
+	}
+	cmd, err := np.Step.BuildCommand(vals.params)
+	if err != nil {
+		return fail("%v", err)
+	}
+	script := spec.JoinCommand(cmd)
+	for _, e := range np.Step.EnvVars {
+		if e.HasDefault {
+			if _, ok := vals.env[e.Name]; !ok {
+				vals.env[e.Name] = e.Default
+			}
+		}
+	}
+	inputs, inputFiles, err := r.resolveInputs(ctx, n, np)
+	if err != nil {
+		return fail("%v", err)
+	}
+	vals.inputs = inputFiles
+	params := map[string]any{}
+	for k, v := range vals.params {
+		params[k] = v.Interface()
+	}
+	job := Job{
+		RunID: r.rec.ID, Node: n.Name, Step: np.Step.Name, Commit: r.opts.Commit,
+		Image: np.Image, Command: script, Env: vals.env, Inputs: inputs, Parameters: params,
+		TimeLimit: np.Step.TimeLimit, NoOutputTimeout: np.Step.NoOutputTimeout,
+		RepositoryDir: r.repo,
+	}
+	if res := np.Step.Resources; res != nil {
+		if res.CPU != nil && res.CPU.Max != nil {
+			job.Resources.CPU = *res.CPU.Max
+		}
+		if res.Memory != nil && res.Memory.Max != nil {
+			job.Resources.MemoryMB = int64(*res.Memory.Max)
+		}
+		job.Resources.GPUs = res.GPUs()
+	}
+	r.setNode(n.Name, func(nr *store.NodeRun) {
+		nr.Status, nr.Command, nr.Parameters, nr.Inputs = store.StatusRunning, script, params, inputFiles
+	})
+	if act := evalActions(n, "node-starting", vals, func(msg string) { r.printf(n.Name, "%s", msg) }); act.then != "" {
+		return fail("%s", act.why)
+	}
+
+	attempts := 1
+	if n.OnError == spec.OnErrorRetry {
+		attempts += r.opts.MaxRetries
+	}
+	var res Result
+	var log *nodeLog
+	for attempt := 1; attempt <= attempts; attempt++ {
+		if attempt > 1 {
+			r.printf(n.Name, "retrying (attempt %d of %d)", attempt, attempts)
+		}
+		vals.metadata = map[string]any{}
+		log, err = newNodeLog(r.tmp, n.Name, r.opts.Log, &r.mu)
+		if err != nil {
+			return fail("%v", err)
+		}
+		job.OutputDir = filepath.Join(r.tmp, "outputs", n.Name, fmt.Sprint(attempt))
+		job.Stdout, job.Stderr = log.writer(false), log.writer(true)
+		r.setNode(n.Name, func(nr *store.NodeRun) { nr.Attempts = attempt; nr.Started = r.now().UTC() })
+		res, err = r.opts.Executor.Run(ctx, job)
+		log.flush()
+		if err == nil && res.Reason == ReasonCompleted || ctx.Err() != nil || attempt == attempts {
+			break
+		}
+		log.close()
+	}
+	vals.metadata, vals.env = log.metadata, job.Env
+	logDigest, logErr := log.store(context.WithoutCancel(ctx), r.opts.Store)
+	outputs, outErr := r.storeOutputs(context.WithoutCancel(ctx), n.Name, job.OutputDir, res.Outputs)
+	vals.outputs = outputs
+
+	r.mu.Lock()
+	r.values[n.Name] = vals
+	nr := r.rec.Node(n.Name)
+	nr.Finished = r.now().UTC()
+	if !res.Started.IsZero() {
+		nr.Started, nr.Finished = res.Started.UTC(), res.Finished.UTC()
+	}
+	if res.ExitCode >= 0 && !res.Started.IsZero() {
+		code := res.ExitCode
+		nr.ExitCode = &code
+	}
+	nr.ImageDigest, nr.Outputs, nr.Log = res.ImageDigest, outputs, logDigest
+	nr.Metadata, nr.Series = log.metadata, log.series()
+	nr.Warnings = append(nr.Warnings, res.Warnings...)
+	switch {
+	case ctx.Err() != nil:
+		nr.Status, nr.Reason = store.StatusCancelled, "the run was cancelled"
+	case err != nil:
+		nr.Status, nr.Reason = store.StatusFailed, err.Error()
+	case res.Reason == ReasonCompleted:
+		nr.Status = store.StatusSucceeded
+	case res.Reason == ReasonFailed:
+		nr.Status, nr.Reason = store.StatusFailed, fmt.Sprintf("the command exited with code %d", res.ExitCode)
+	case res.Reason == ReasonTimeLimit:
+		nr.Status, nr.Reason = store.StatusFailed, fmt.Sprintf("killed after its time limit of %s", job.TimeLimit)
+	case res.Reason == ReasonNoOutputTimeout:
+		nr.Status, nr.Reason = store.StatusFailed, fmt.Sprintf("killed after printing nothing for %s (no-output-timeout)", job.NoOutputTimeout)
+	default:
+		nr.Status, nr.Reason = store.StatusFailed, string(res.Reason)
+	}
+	for _, e := range []error{logErr, outErr} {
+		if e != nil {
+			nr.Warnings = append(nr.Warnings, e.Error())
+			if nr.Status == store.StatusSucceeded {
+				nr.Status, nr.Reason = store.StatusFailed, e.Error()
+			}
+		}
+	}
+	out := cloneNode(nr)
+	r.mu.Unlock()
+	log.close()
+	for _, w := range out.Warnings {
+		r.printf(n.Name, "warning: %s", w)
+	}
+	if out.Status == store.StatusSucceeded {
+		r.printf(n.Name, "succeeded in %s", out.Duration().Round(1e6))
+	} else {
+		r.printf(n.Name, "%s: %s", out.Status, out.Reason)
+	}
+	if err := r.save(ctx); err != nil {
+		r.log.Warn("saving the run record failed", "err", err)
+	}
+	return out
+}
+
+func cloneNode(nr *store.NodeRun) *store.NodeRun {
+	c := *nr
+	return &c
+}
+
+func atomsOf(v *spec.Value) []*spec.Value {
+	if v == nil {
+		return nil
+	}
+	if v.Kind == spec.KindList {
+		return v.Items
+	}
+	return []*spec.Value{v}
+}
+
+// edgeValues sets the parameters and environment variables that edges bring
+// from finished nodes.
+func (r *pipelineRun) edgeValues(n *spec.Node, np *spec.NodePlan, vals *nodeValues) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.opts.Pipeline.Edges {
+		if e.Target.Node != n.Name {
+			continue
+		}
+		src := r.values[e.Source.Node]
+		if src == nil {
+			continue // the source did not run (on-error: continue)
+		}
+		switch {
+		case e.Target.Type == spec.SocketParameter && e.Source.Type == spec.SocketParameter:
+			if v, ok := src.params[e.Source.Key]; ok {
+				vals.params[e.Target.Key] = v
+			}
+		case e.Target.Type == spec.SocketParameter && e.Source.Type == spec.SocketMetadata:
+			v, ok := src.metadata[e.Source.Key]
+			if !ok {
+				return fmt.Errorf("edge %s -> %s: node %q printed no metadata %q", e.Source, e.Target, e.Source.Node, e.Source.Key)
+			}
+			vals.params[e.Target.Key] = valueFromJSON(v)
+		case e.Target.Type == spec.SocketEnvVar && e.Source.Type == spec.SocketEnvVar:
+			if v, ok := src.env[e.Source.Key]; ok {
+				vals.env[e.Target.Key] = v
+			}
+		}
+	}
+	return nil
+}
+
+// valueFromJSON turns a metadata value into a parameter value.
+func valueFromJSON(v any) *spec.Value {
+	switch x := v.(type) {
+	case nil:
+		return &spec.Value{Kind: spec.KindNull}
+	case bool:
+		return spec.NewBool(x)
+	case float64:
+		if x == math.Trunc(x) && math.Abs(x) < 1<<53 {
+			return spec.NewInt(int64(x))
+		}
+		return spec.NewFloat(x)
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return spec.NewInt(i)
+		}
+		f, _ := x.Float64()
+		return spec.NewFloat(f)
+	case string:
+		return spec.NewString(x)
+	case []any:
+		items := make([]*spec.Value, len(x))
+		for i, it := range x {
+			items[i] = valueFromJSON(it)
+		}
+		return spec.NewList(items...)
+	}
+	data, _ := json.Marshal(v)
+	return spec.NewString(string(data))
+}
+
+// resolveInputs finds the files of each input: outputs and inputs of finished
+// nodes along edges, and the input's defaults (paths in the repository, or
+// http(s) URLs).
+func (r *pipelineRun) resolveInputs(ctx context.Context, n *spec.Node, np *spec.NodePlan) ([]Input, []store.File, error) {
+	var inputs []Input
+	var records []store.File
+	for _, ip := range np.Inputs {
+		in := Input{Name: ip.Name}
+		decl := np.Step.Input(ip.Name)
+		seen := map[string]bool{}
+		add := func(f InputFile, rec store.File) error {
+			if seen[f.Name] {
+				return nil
+			}
+			if err := safeInputName(f.Name); err != nil {
+				return fmt.Errorf("input %s: %w", ip.Name, err)
+			}
+			seen[f.Name] = true
+			in.Files = append(in.Files, f)
+			rec.Input, rec.Path = ip.Name, f.Name
+			records = append(records, rec)
+			return nil
+		}
+		for _, src := range ip.Edges {
+			files, err := r.edgeFiles(src)
+			if err != nil {
+				return nil, nil, fmt.Errorf("input %s: %w", ip.Name, err)
+			}
+			for _, f := range files {
+				name := inputFileName(f.Path, src.Key, decl.KeepDirectories)
+				if decl.Filename != "" && len(files) == 1 {
+					name = decl.Filename
+				}
+				d, size := f.Digest, f.Size
+				uri := fmt.Sprintf("sluice://%s/%s/%s", r.rec.ID, src.Node, f.Path)
+				if err := add(InputFile{Name: name, Size: size, Digest: d.Hex(), URI: uri, Open: r.blobOpener(d)},
+					store.File{Digest: d, Size: size, URI: uri}); err != nil {
+					return nil, nil, err
+				}
+			}
+		}
+		for _, def := range ip.Defaults {
+			files, err := r.defaultFiles(ctx, def)
+			if err != nil {
+				return nil, nil, fmt.Errorf("input %s: %w", ip.Name, err)
+			}
+			for _, f := range files {
+				if decl.Filename != "" && len(files) == 1 && len(ip.Defaults) == 1 {
+					f.Name = decl.Filename
+				}
+				if err := add(f, store.File{Size: f.Size, URI: f.URI}); err != nil {
+					return nil, nil, err
+				}
+			}
+		}
+		if len(in.Files) == 0 && !ip.Optional && (len(ip.Edges) > 0 || len(ip.Defaults) > 0) {
+			return nil, nil, fmt.Errorf("input %s: no files matched %s", ip.Name, strings.Join(ip.Sources(), ", "))
+		}
+		inputs = append(inputs, in)
+	}
+	return inputs, sortedFiles(records), nil
+}
+
+func (r *pipelineRun) blobOpener(d store.Digest) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) {
+		rc, _, err := store.OpenBlob(context.Background(), r.opts.Store, d)
+		return rc, err
+	}
+}
+
+// edgeFiles returns the files a source socket names: outputs (or inputs) of a
+// finished node whose path matches the socket's glob.
+func (r *pipelineRun) edgeFiles(src spec.Socket) ([]store.File, error) {
+	r.mu.Lock()
+	vals := r.values[src.Node]
+	r.mu.Unlock()
+	if vals == nil {
+		return nil, nil
+	}
+	var pool []store.File
+	switch src.Type {
+	case spec.SocketOutput:
+		pool = vals.outputs
+	case spec.SocketInput:
+		for _, f := range vals.inputs {
+			if matchGlob(src.Key, f.Input) {
+				pool = append(pool, f)
+			}
+		}
+		return pool, nil
+	default:
+		return nil, nil
+	}
+	var out []store.File
+	for _, f := range pool {
+		if matchGlob(src.Key, f.Path) || !strings.Contains(src.Key, "/") && matchGlob(src.Key, path.Base(f.Path)) {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
+// inputFileName places a file below /valohai/inputs/<input>/ per keep-directories.
+func inputFileName(p, glob, keep string) string {
+	switch keep {
+	case "full":
+		return p
+	case "suffix":
+		prefix := glob
+		if i := strings.IndexAny(prefix, "*?["); i >= 0 {
+			prefix = prefix[:i]
+		}
+		if j := strings.LastIndex(prefix, "/"); j >= 0 {
+			return strings.TrimPrefix(p, prefix[:j+1])
+		}
+		return p
+	}
+	return path.Base(p)
+}
+
+// safeInputName refuses input file names that would escape the input's directory.
+func safeInputName(name string) error {
+	if name == "" || path.IsAbs(name) || strings.Contains(name, "\\") {
+		return fmt.Errorf("file name %q is not a relative path", name)
+	}
+	for _, seg := range strings.Split(name, "/") {
+		if seg == ".." || seg == "." || seg == "" {
+			return fmt.Errorf("file name %q has a %q segment; input files stay inside their input's directory", name, seg)
+		}
+	}
+	return nil
+}
+
+// defaultFiles resolves one input default: a path (or glob) in the
+// repository, or an http(s) URL.
+func (r *pipelineRun) defaultFiles(ctx context.Context, def string) ([]InputFile, error) {
+	switch {
+	case strings.HasPrefix(def, "http://") || strings.HasPrefix(def, "https://"):
+		f, err := r.download(ctx, def)
+		if err != nil {
+			return nil, err
+		}
+		return []InputFile{f}, nil
+	case strings.Contains(def, "://"):
+		scheme, _, _ := strings.Cut(def, "://")
+		return nil, fmt.Errorf("%s: %s:// inputs are not supported by sluice yet; use a path in the repository or an https:// URL", def, scheme)
+	}
+	if r.opts.RepoDir == "" {
+		return nil, fmt.Errorf("%s: no repository directory to find it in", def)
+	}
+	root, err := os.OpenRoot(r.opts.RepoDir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	clean := path.Clean(strings.TrimPrefix(def, "./"))
+	if path.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, "../") {
+		return nil, fmt.Errorf("%s: input paths are relative to the repository and stay inside it", def)
+	}
+	matches, err := fsGlob(root, clean)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", def, err)
+	}
+	var out []InputFile
+	for _, m := range matches {
+		st, err := root.Stat(m)
+		if err != nil || !st.Mode().IsRegular() {
+			continue
+		}
+		out = append(out, InputFile{Name: path.Base(m), Path: filepath.Join(r.opts.RepoDir, filepath.FromSlash(m)), Size: st.Size(), URI: def})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no such file in the repository", def)
+	}
+	return out, nil
+}
+
+// fsGlob matches a slash-separated pattern inside root (no escaping it).
+func fsGlob(root *os.Root, pattern string) ([]string, error) {
+	if !strings.ContainsAny(pattern, "*?[") {
+		return []string{pattern}, nil
+	}
+	var out []string
+	var walk func(dir string) error
+	walk = func(dir string) error {
+		f, err := root.Open(dir)
+		if err != nil {
+			return nil
+		}
+		entries, err := f.ReadDir(-1)
+		f.Close()
+		if err != nil {
+			return nil
+		}
+		for _, e := range entries {
+			p := e.Name()
+			if dir != "." {
+				p = dir + "/" + e.Name()
+			}
+			if e.IsDir() {
+				if e.Name() == ".git" || e.Name() == ".sluice" {
+					continue
+				}
+				if err := walk(p); err != nil {
+					return err
+				}
+				continue
+			}
+			if matchGlob(pattern, p) {
+				out = append(out, p)
+			}
+		}
+		return nil
+	}
+	err := walk(".")
+	sort.Strings(out)
+	return out, err
+}
+
+func (r *pipelineRun) download(ctx context.Context, url string) (InputFile, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return InputFile{}, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return InputFile{}, fmt.Errorf("download %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return InputFile{}, fmt.Errorf("download %s: %s", url, resp.Status)
+	}
+	d, size, err := store.PutBlob(ctx, r.opts.Store, resp.Body)
+	if err != nil {
+		return InputFile{}, fmt.Errorf("download %s: %w", url, err)
+	}
+	name := path.Base(strings.SplitN(url[strings.Index(url, "://")+3:], "?", 2)[0])
+	if name == "" || name == "." || name == "/" {
+		name = "download"
+	}
+	return InputFile{Name: name, Size: size, Digest: d.Hex(), URI: url, Open: r.blobOpener(d)}, nil
+}
+
+// storeOutputs puts a node's output files into the store as blobs.
+func (r *pipelineRun) storeOutputs(ctx context.Context, node, dir string, files []OutputFile) ([]store.File, error) {
+	var out []store.File
+	var errs []error
+	for _, f := range files {
+		file, err := os.Open(filepath.Join(dir, filepath.FromSlash(f.Path)))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("output %s: %w", f.Path, err))
+			continue
+		}
+		d, size, err := store.PutBlob(ctx, r.opts.Store, file)
+		file.Close()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("store output %s: %w", f.Path, err))
+			continue
+		}
+		out = append(out, store.File{Path: f.Path, Digest: d, Size: size})
+	}
+	return out, errors.Join(errs...)
+}
+
+// nodeLog receives a node's output: it prefixes each line with the node name
+// on the live log, keeps the whole log in a file for the store, and reads
+// every stdout line that is a JSON object as metadata.
+type nodeLog struct {
+	node     string
+	live     io.Writer
+	mu       *sync.Mutex
+	file     *os.File
+	metadata map[string]any
+	points   map[string][]any
+	lw       [2]*LineWriter
+}
+
+func newNodeLog(dir, node string, live io.Writer, mu *sync.Mutex) (*nodeLog, error) {
+	f, err := os.CreateTemp(dir, "log-*")
+	if err != nil {
+		return nil, fmt.Errorf("make a log file: %w", err)
+	}
+	l := &nodeLog{node: node, live: live, mu: mu, file: f, metadata: map[string]any{}, points: map[string][]any{}}
+	l.lw[0] = NewLineWriter(func(line string) { l.line(line, false) })
+	l.lw[1] = NewLineWriter(func(line string) { l.line(line, true) })
+	return l, nil
+}
+
+func (l *nodeLog) writer(stderr bool) io.Writer {
+	if stderr {
+		return l.lw[1]
+	}
+	return l.lw[0]
+}
+
+// maxMetadataLine bounds the lines read as metadata; longer lines are log only.
+const maxMetadataLine = 1 << 20
+
+func (l *nodeLog) line(line string, stderr bool) {
+	l.mu.Lock()
+	sep := " | "
+	if stderr {
+		sep = " ! "
+	}
+	fmt.Fprintf(l.live, "%s%s%s\n", l.node, sep, line)
+	l.mu.Unlock()
+	fmt.Fprintln(l.file, line)
+	if stderr {
+		return
+	}
+	t := strings.TrimSpace(line)
+	if len(t) < 2 || t[0] != '{' || t[len(t)-1] != '}' || len(t) > maxMetadataLine {
+		return
+	}
+	var obj map[string]any
+	dec := json.NewDecoder(strings.NewReader(t))
+	if err := dec.Decode(&obj); err != nil || dec.More() {
+		return
+	}
+	for k, v := range obj {
+		l.metadata[k] = v
+		l.points[k] = append(l.points[k], v)
+	}
+}
+
+func (l *nodeLog) flush() {
+	l.lw[0].Flush()
+	l.lw[1].Flush()
+}
+
+// series returns the keys printed more than once with all their values.
+func (l *nodeLog) series() map[string][]any {
+	var out map[string][]any
+	for k, pts := range l.points {
+		if len(pts) > 1 {
+			if out == nil {
+				out = map[string][]any{}
+			}
+			out[k] = pts
+		}
+	}
+	return out
+}
+
+func (l *nodeLog) store(ctx context.Context, s store.Store) (store.Digest, error) {
+	if _, err := l.file.Seek(0, io.SeekStart); err != nil {
+		return store.Digest{}, err
+	}
+	d, _, err := store.PutBlob(ctx, s, l.file)
+	if err != nil {
+		return store.Digest{}, fmt.Errorf("store the log: %w", err)
+	}
+	return d, nil
+}
+
+func (l *nodeLog) close() {
+	if l == nil || l.file == nil {
+		return
+	}
+	name := l.file.Name()
+	l.file.Close()
+	os.Remove(name)
+	l.file = nil
+}

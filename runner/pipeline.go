@@ -1,0 +1,471 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluice-ci/sluice/spec"
+	"github.com/sluice-ci/sluice/spec/expr"
+	"github.com/sluice-ci/sluice/store"
+)
+
+// Options configures one pipeline run.
+type Options struct {
+	Config   *spec.Config
+	Pipeline *spec.Pipeline
+	// Params holds pipeline parameter values given for the run (-p).
+	Params   map[string]*spec.Value
+	Executor Executor
+	Store    store.Store
+	// RepoDir is the repository: local input defaults are relative to it, and
+	// its files (the git tree when it is a git work tree) are /valohai/repository.
+	RepoDir string
+	// Concurrency is how many nodes may run at once; 0 means 1.
+	Concurrency int
+	RunID       string
+	Commit      string
+	Branch      string
+	// Log receives every node's output live, each line prefixed by the node name.
+	Log io.Writer
+	// Logger receives sluice's own progress messages.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// MaxRetries bounds the retries of a node with on-error: retry (default 2).
+	MaxRetries int
+	// TempDir holds the run's working files; empty means the system's.
+	TempDir string
+}
+
+// ErrPipelineFailed is wrapped by the error Run returns when the pipeline ran
+// but did not succeed (a node failed, or an action errored or stopped it).
+var ErrPipelineFailed = errors.New("pipeline failed")
+
+// Run runs a pipeline: each node once everything it waits for has finished,
+// up to Concurrency at once, files and values passed along the edges, every
+// output, log and metadata point kept in the store. It returns the run's
+// record (also stored) and an error wrapping ErrPipelineFailed when the run
+// did not succeed; other errors mean the run could not be carried out.
+func Run(ctx context.Context, opts Options) (*store.Run, error) {
+	r, err := newPipelineRun(opts)
+	if err != nil {
+		return nil, err
+	}
+	defer r.cleanup()
+	return r.run(ctx)
+}
+
+type pipelineRun struct {
+	opts  Options
+	graph *spec.Graph
+	plans map[string]*spec.NodePlan
+	rec   *store.Run
+	repo  string // snapshot of the repository
+	tmp   string
+	now   func() time.Time
+	log   *slog.Logger
+
+	mu     sync.Mutex // guards rec and the nodes' results, and writes to opts.Log
+	values map[string]*nodeValues
+}
+
+// nodeValues is what a finished node passes along edges.
+type nodeValues struct {
+	params   map[string]*spec.Value
+	metadata map[string]any
+	env      map[string]string
+	outputs  []store.File
+	inputs   []store.File
+}
+
+func newPipelineRun(opts Options) (*pipelineRun, error) {
+	if opts.Config == nil || opts.Pipeline == nil || opts.Executor == nil || opts.Store == nil {
+		return nil, errors.New("runner: config, pipeline, executor and store are required")
+	}
+	if opts.Concurrency < 1 {
+		opts.Concurrency = 1
+	}
+	if opts.MaxRetries == 0 {
+		opts.MaxRetries = 2
+	}
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.RunID == "" {
+		opts.RunID = NewRunID(now())
+	}
+	g, err := opts.Pipeline.Graph()
+	if err != nil {
+		return nil, err
+	}
+	plans, err := opts.Config.Plan(opts.Pipeline, opts.Params)
+	if err != nil {
+		return nil, err
+	}
+	r := &pipelineRun{opts: opts, graph: g, plans: map[string]*spec.NodePlan{}, now: now, log: logger, values: map[string]*nodeValues{}}
+	for _, np := range plans {
+		r.plans[np.Node.Name] = np
+	}
+	r.rec = &store.Run{ID: opts.RunID, Pipeline: opts.Pipeline.Name, File: opts.Config.File, Commit: opts.Commit,
+		Branch: opts.Branch, Status: store.StatusRunning, Started: now().UTC()}
+	if len(opts.Params) > 0 {
+		r.rec.Parameters = map[string]any{}
+		for k, v := range opts.Params {
+			r.rec.Parameters[k] = v.Interface()
+		}
+	}
+	for _, n := range opts.Pipeline.Nodes {
+		nr := &store.NodeRun{Name: n.Name, Status: store.StatusPending}
+		if np := r.plans[n.Name]; np.Step != nil {
+			nr.Step, nr.Image = np.Step.Name, np.Image
+		}
+		r.rec.Nodes = append(r.rec.Nodes, nr)
+	}
+	return r, nil
+}
+
+func (r *pipelineRun) cleanup() {
+	if r.tmp != "" {
+		os.RemoveAll(r.tmp)
+	}
+}
+
+// NewRunID returns a run id that sorts by start time: 20060102T150405Z-xxxxxx.
+func NewRunID(t time.Time) string {
+	return t.UTC().Format("20060102T150405Z") + "-" + randomHex(3)
+}
+
+func (r *pipelineRun) save(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return store.PutRun(context.WithoutCancel(ctx), r.opts.Store, r.rec)
+}
+
+func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
+	var err error
+	if r.tmp, err = os.MkdirTemp(r.opts.TempDir, "sluice-run-"); err != nil {
+		return nil, fmt.Errorf("make a working directory: %w", err)
+	}
+	if r.repo, err = snapshotRepository(ctx, r.opts.RepoDir, filepath.Join(r.tmp, "repository")); err != nil {
+		return nil, err
+	}
+	if err := r.save(ctx); err != nil {
+		return nil, err
+	}
+	r.log.Info("run started", "run", r.rec.ID, "pipeline", r.rec.Pipeline, "nodes", len(r.rec.Nodes))
+
+	runCtx, cancelAll := context.WithCancel(ctx)
+	defer cancelAll()
+	type result struct {
+		node string
+		nr   *store.NodeRun
+	}
+	results := make(chan result)
+	done := map[string]bool{}    // finished in any way
+	started := map[string]bool{} // started or skipped
+	running := 0
+	var stopReason, failReason string
+	stopping := false
+
+	for {
+		if !stopping {
+			for _, n := range r.graph.Ready(done, started) {
+				if running >= r.opts.Concurrency {
+					break
+				}
+				started[n.Name] = true
+				if why := r.skipReason(n); why != "" {
+					r.finishSkipped(n.Name, why)
+					done[n.Name] = true
+					continue
+				}
+				running++
+				go func(n *spec.Node) {
+					results <- result{n.Name, r.runNode(runCtx, n)}
+				}(n)
+			}
+		}
+		if running == 0 {
+			// Nothing runs: either everything finished, or what is left can
+			// never start (a ready node was just skipped: look again).
+			if len(r.graph.Ready(done, started)) > 0 && !stopping {
+				continue
+			}
+			break
+		}
+		res := <-results
+		running--
+		done[res.node] = true
+		n := r.opts.Pipeline.Node(res.node)
+		switch res.nr.Status {
+		case store.StatusFailed:
+			if failReason == "" {
+				failReason = fmt.Sprintf("node %q failed: %s", n.Name, res.nr.Reason)
+			}
+			if n.OnError == spec.OnErrorStopAll || n.OnError == spec.OnErrorRetry || n.OnError == "" {
+				if !stopping {
+					r.log.Info("stopping the pipeline", "node", n.Name, "on-error", n.OnError)
+				}
+				stopping = true
+				cancelAll()
+			}
+		case store.StatusCancelled:
+			stopping = true
+		}
+		if act := r.actions(n, res.nr); act.then != "" && !stopping {
+			switch act.then {
+			case "stop-pipeline":
+				stopReason = act.why
+			case "error-pipeline":
+				failReason = act.why
+			case "require-approval":
+				failReason = act.why + " (approval is required, and sluice cannot approve a run by itself)"
+			}
+			stopping = true
+			cancelAll()
+		}
+	}
+
+	// Whatever never started is skipped.
+	for _, nr := range r.rec.Nodes {
+		if nr.Status == store.StatusPending {
+			r.setNode(nr.Name, func(nr *store.NodeRun) {
+				nr.Status, nr.Reason = store.StatusSkipped, "the pipeline stopped before this node could start"
+			})
+		}
+	}
+	r.mu.Lock()
+	r.rec.Finished = r.now().UTC()
+	switch {
+	case ctx.Err() != nil:
+		r.rec.Status, r.rec.Reason = store.StatusCancelled, "the run was cancelled"
+	case failReason != "":
+		r.rec.Status, r.rec.Reason = store.StatusFailed, failReason
+	case stopReason != "":
+		r.rec.Status, r.rec.Reason = store.StatusStopped, stopReason
+	default:
+		r.rec.Status = store.StatusSucceeded
+		for _, nr := range r.rec.Nodes {
+			if nr.Status == store.StatusFailed {
+				r.rec.Status, r.rec.Reason = store.StatusFailed, fmt.Sprintf("node %q failed: %s", nr.Name, nr.Reason)
+				break
+			}
+		}
+	}
+	r.mu.Unlock()
+	if err := r.save(ctx); err != nil {
+		return r.rec, err
+	}
+	r.log.Info("run finished", "run", r.rec.ID, "status", r.rec.Status)
+	switch r.rec.Status {
+	case store.StatusSucceeded:
+		return r.rec, nil
+	case store.StatusCancelled:
+		return r.rec, fmt.Errorf("run %s: %w: %w", r.rec.ID, ErrPipelineFailed, ctx.Err())
+	}
+	return r.rec, fmt.Errorf("run %s %s: %s: %w", r.rec.ID, r.rec.Status, r.rec.Reason, ErrPipelineFailed)
+}
+
+// skipReason says why a ready node must not run: a node it waits for failed
+// or was skipped, and that node's on-error does not let the pipeline continue.
+func (r *pipelineRun) skipReason(n *spec.Node) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, dep := range r.graph.Deps(n.Name) {
+		dr := r.rec.Node(dep.Name)
+		switch dr.Status {
+		case store.StatusSkipped:
+			return fmt.Sprintf("node %q, which it waits for, was skipped", dep.Name)
+		case store.StatusFailed, store.StatusCancelled:
+			if dep.OnError != spec.OnErrorContinue {
+				return fmt.Sprintf("node %q, which it waits for, failed", dep.Name)
+			}
+		}
+	}
+	return ""
+}
+
+func (r *pipelineRun) setNode(name string, fn func(*store.NodeRun)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fn(r.rec.Node(name))
+}
+
+func (r *pipelineRun) finishSkipped(name, why string) {
+	r.setNode(name, func(nr *store.NodeRun) { nr.Status, nr.Reason = store.StatusSkipped, why })
+	r.printf(name, "skipped: %s", why)
+}
+
+// printf writes one line of sluice's own to the live log, prefixed by the node.
+func (r *pipelineRun) printf(node, format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fmt.Fprintf(r.opts.Log, "%s | sluice: %s\n", node, fmt.Sprintf(format, args...))
+}
+
+// action is the outcome of a node's actions: what to do and why.
+type action struct{ then, why string }
+
+// actions evaluates the node-complete / node-error actions of a finished node.
+func (r *pipelineRun) actions(n *spec.Node, nr *store.NodeRun) action {
+	event := "node-complete"
+	if nr.Status != store.StatusSucceeded {
+		event = "node-error"
+	}
+	r.mu.Lock()
+	vals := r.values[n.Name]
+	r.mu.Unlock()
+	return evalActions(n, event, vals, func(msg string) { r.printf(n.Name, "%s", msg) })
+}
+
+func evalActions(n *spec.Node, event string, vals *nodeValues, warn func(string)) action {
+	for _, a := range n.Actions {
+		if !contains(a.When, event) {
+			continue
+		}
+		holds := true
+		var conds []string
+		for _, cond := range a.If {
+			ok, err := evalCondition(cond, vals)
+			if err != nil {
+				warn(fmt.Sprintf("action condition %q cannot be evaluated: %v; the action does not apply", cond, err))
+				holds = false
+				break
+			}
+			holds = holds && ok
+			conds = append(conds, cond)
+		}
+		if !holds {
+			continue
+		}
+		for _, then := range a.Then {
+			if then == "noop" {
+				continue
+			}
+			why := fmt.Sprintf("node %q: on %s, %s", n.Name, event, then)
+			if len(conds) > 0 {
+				why = fmt.Sprintf("node %q: %s held on %s, so %s", n.Name, strings.Join(conds, " and "), event, then)
+			}
+			return action{then: then, why: why}
+		}
+	}
+	return action{}
+}
+
+// condEnv resolves names in action conditions: metadata.KEY and parameter.NAME.
+type condEnv struct{ vals *nodeValues }
+
+func (e condEnv) Lookup(path []string) (expr.Value, bool) {
+	if e.vals == nil || len(path) < 2 {
+		return expr.Value{}, false
+	}
+	key := strings.Join(path[1:], ".")
+	var raw any
+	switch path[0] {
+	case "metadata":
+		v, ok := e.vals.metadata[key]
+		if !ok {
+			return expr.Value{}, false
+		}
+		raw = v
+	case "parameter", "parameters":
+		v, ok := e.vals.params[key]
+		if !ok {
+			return expr.Value{}, false
+		}
+		raw = v.Interface()
+	default:
+		return expr.Value{}, false
+	}
+	v, err := expr.ValueOf(raw)
+	if err != nil {
+		return expr.Value{}, false
+	}
+	return v, true
+}
+
+func evalCondition(cond string, vals *nodeValues) (bool, error) {
+	x, err := expr.Parse(cond)
+	if err != nil {
+		return false, err
+	}
+	v, err := x.Eval(condEnv{vals})
+	if err != nil {
+		return false, err
+	}
+	return v.Truth(), nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// matchGlob matches a slash-separated path against a Valohai output glob:
+// * matches within one path segment, ** across segments; a pattern without a
+// slash also matches by base name ("model*" matches "model.pkl").
+func matchGlob(pattern, name string) bool {
+	if pattern == "" {
+		return false
+	}
+	if strings.Contains(pattern, "**") {
+		return matchDoubleStar(strings.Split(pattern, "/"), strings.Split(name, "/"))
+	}
+	if ok, _ := path.Match(pattern, name); ok {
+		return true
+	}
+	return false
+}
+
+func matchDoubleStar(pat, parts []string) bool {
+	if len(pat) == 0 {
+		return len(parts) == 0
+	}
+	if pat[0] == "**" {
+		for i := 0; i <= len(parts); i++ {
+			if matchDoubleStar(pat[1:], parts[i:]) {
+				return true
+			}
+		}
+		return false
+	}
+	if len(parts) == 0 {
+		return false
+	}
+	if ok, _ := path.Match(pat[0], parts[0]); !ok {
+		return false
+	}
+	return matchDoubleStar(pat[1:], parts[1:])
+}
+
+func sortedFiles(files []store.File) []store.File {
+	sort.Slice(files, func(i, j int) bool {
+		if files[i].Input != files[j].Input {
+			return files[i].Input < files[j].Input
+		}
+		return files[i].Path < files[j].Path
+	})
+	return files
+}

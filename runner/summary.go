@@ -1,0 +1,64 @@
+package runner
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sluice-ci/sluice/store"
+)
+
+// WriteSummary prints a run's final table: each node's status, duration,
+// exit code and key metrics, then the verdict.
+func WriteSummary(w io.Writer, rec *store.Run) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tSTATUS\tDURATION\tEXIT\tMETRICS")
+	for _, n := range rec.Nodes {
+		exit := "-"
+		if n.ExitCode != nil {
+			exit = fmt.Sprint(*n.ExitCode)
+		}
+		dur := "-"
+		if d := n.Duration(); d > 0 {
+			dur = d.Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Status, dur, exit, metricsText(n.Metadata, 4))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	verdict := fmt.Sprintf("run %s %s", rec.ID, rec.Status)
+	if rec.Reason != "" {
+		verdict += ": " + rec.Reason
+	}
+	_, err := fmt.Fprintln(w, verdict)
+	return err
+}
+
+// metricsText prints up to max metadata values as key=value, numbers first.
+func metricsText(md map[string]any, max int) string {
+	keys := make([]string, 0, len(md))
+	for k := range md {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		_, ni := md[keys[i]].(float64)
+		_, nj := md[keys[j]].(float64)
+		if ni != nj {
+			return ni
+		}
+		return keys[i] < keys[j]
+	})
+	var parts []string
+	for i, k := range keys {
+		if i == max {
+			parts = append(parts, fmt.Sprintf("(+%d)", len(keys)-max))
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s=%v", k, md[k]))
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,168 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Run is the record of one pipeline run: what ran, from which commit, and for
+// every node its status, times, parameters, inputs, outputs, metadata and
+// log. It is stored as JSON under RunKey(id).
+type Run struct {
+	ID       string    `json:"id"`
+	Pipeline string    `json:"pipeline"`
+	File     string    `json:"file,omitempty"`
+	Commit   string    `json:"commit,omitempty"`
+	Branch   string    `json:"branch,omitempty"`
+	Status   Status    `json:"status"`
+	Reason   string    `json:"reason,omitempty"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished,omitzero"`
+	// Parameters holds the pipeline parameter values given for the run.
+	Parameters map[string]any `json:"parameters,omitempty"`
+	Nodes      []*NodeRun     `json:"nodes"`
+}
+
+// Node returns the record of a node, or nil.
+func (r *Run) Node(name string) *NodeRun {
+	for _, n := range r.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// Status is the state of a run or of one of its nodes.
+type Status string
+
+// Statuses. A run is Running until it ends as Succeeded, Failed, Stopped (a
+// node action stopped it) or Cancelled; a node is Pending until it runs, or
+// ends Skipped when it never will.
+const (
+	StatusPending   Status = "pending"
+	StatusRunning   Status = "running"
+	StatusSucceeded Status = "succeeded"
+	StatusFailed    Status = "failed"
+	StatusStopped   Status = "stopped"
+	StatusSkipped   Status = "skipped"
+	StatusCancelled Status = "cancelled"
+)
+
+// NodeRun is the record of one node of a run.
+type NodeRun struct {
+	Name     string    `json:"name"`
+	Step     string    `json:"step,omitempty"`
+	Status   Status    `json:"status"`
+	Reason   string    `json:"reason,omitempty"`
+	ExitCode *int      `json:"exit_code,omitempty"`
+	Attempts int       `json:"attempts,omitempty"`
+	Started  time.Time `json:"started,omitzero"`
+	Finished time.Time `json:"finished,omitzero"`
+	Image    string    `json:"image,omitempty"`
+	// ImageDigest identifies the image that ran (repository digest or image id).
+	ImageDigest string         `json:"image_digest,omitempty"`
+	Command     string         `json:"command,omitempty"`
+	Parameters  map[string]any `json:"parameters,omitempty"`
+	Inputs      []File         `json:"inputs,omitempty"`
+	Outputs     []File         `json:"outputs,omitempty"`
+	// Metadata holds the last value of each key the step printed; Series
+	// holds every value of the keys printed more than once, in order.
+	Metadata map[string]any   `json:"metadata,omitempty"`
+	Series   map[string][]any `json:"series,omitempty"`
+	// Log is the digest of the node's log (stdout and stderr, in order) in the blob store.
+	Log      Digest   `json:"log,omitzero"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Duration is how long the node ran, or zero.
+func (n *NodeRun) Duration() time.Duration {
+	if n.Started.IsZero() || n.Finished.IsZero() {
+		return 0
+	}
+	return n.Finished.Sub(n.Started)
+}
+
+// Output returns the record of an output file by its path, or nil.
+func (n *NodeRun) Output(path string) *File {
+	for i := range n.Outputs {
+		if n.Outputs[i].Path == path {
+			return &n.Outputs[i]
+		}
+	}
+	return nil
+}
+
+// File is one input or output file and the blob holding its content.
+type File struct {
+	// Input names the input a file was given to (inputs only).
+	Input string `json:"input,omitempty"`
+	// Path is the file's path: below /valohai/outputs for outputs, below
+	// /valohai/inputs/<input> for inputs.
+	Path   string `json:"path"`
+	Digest Digest `json:"digest"`
+	Size   int64  `json:"size"`
+	// URI is where an input came from.
+	URI string `json:"uri,omitempty"`
+}
+
+// RunKey is the key of a run's record: runs/<id>/run.json.
+func RunKey(id string) string { return "runs/" + id + "/run.json" }
+
+// PutRun writes a run's record (replacing an earlier version of it).
+func PutRun(ctx context.Context, s Store, r *Run) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode run %s: %w", r.ID, err)
+	}
+	if _, err := s.Put(ctx, RunKey(r.ID), bytes.NewReader(append(data, '\n'))); err != nil {
+		return fmt.Errorf("write run %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// GetRun reads a run's record; a run that does not exist is an error
+// wrapping fs.ErrNotExist.
+func GetRun(ctx context.Context, s Store, id string) (*Run, error) {
+	if err := ValidateKey(RunKey(id)); err != nil || strings.Contains(id, "/") {
+		return nil, fmt.Errorf("run id %q is not valid", id)
+	}
+	rc, _, err := s.Open(ctx, RunKey(id))
+	if err != nil {
+		return nil, fmt.Errorf("run %s: %w", id, err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, 256<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read run %s: %w", id, err)
+	}
+	var r Run
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("run %s: the record is not valid JSON: %w", id, err)
+	}
+	return &r, nil
+}
+
+// ListRuns returns the ids of the stored runs, newest first (run ids start
+// with their start time).
+func ListRuns(ctx context.Context, s Store) ([]string, error) {
+	var ids []string
+	for info, err := range s.List(ctx, "runs/") {
+		if err != nil {
+			return nil, fmt.Errorf("list runs: %w", err)
+		}
+		rest := strings.TrimPrefix(info.Key, "runs/")
+		id, file, ok := strings.Cut(rest, "/")
+		if ok && file == "run.json" {
+			ids = append(ids, id)
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(ids)))
+	return ids, nil
+}
