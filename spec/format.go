@@ -3,6 +3,8 @@ package spec
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -67,7 +69,7 @@ func (pp *PipelinePlan) WriteText(w io.Writer) error {
 					}
 					ew.printf("    input %s <- %s\n", in.Name, src)
 				}
-				for _, name := range sortedKeys(np.ParamEdges) {
+				for _, name := range slices.Sorted(maps.Keys(np.ParamEdges)) {
 					var srcs []string
 					for _, s := range np.ParamEdges[name] {
 						srcs = append(srcs, s.String())

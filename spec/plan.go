@@ -2,7 +2,6 @@ package spec
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 )
 
@@ -254,16 +253,3 @@ func (c *Config) Plan(p *Pipeline, values map[string]*Value) ([]*NodePlan, error
 	}
 	return plans, nil
 }
-
-// sortedKeys returns a map's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-// SortedParamNames returns the names of the plan's known parameter values in order.
-func (np *NodePlan) SortedParamNames() []string { return sortedKeys(np.Params) }

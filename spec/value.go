@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluice-ci/sluice/spec/expr"
 )
 
 // Kind is the type of a loaded YAML value, as YAML 1.1 (and so Valohai) sees it.
@@ -354,90 +356,11 @@ func (v *Value) SortedKeys() []string {
 }
 
 // PyFloat formats a float as Python's repr() does: the shortest digits that
-// read back to the same number, in plain notation when the decimal exponent
-// is in [-4, 16), with at least one digit after the point ("1000.0"), and
-// otherwise in scientific notation with a signed two-digit exponent ("1e-05").
-func PyFloat(f float64) string {
-	switch {
-	case math.IsInf(f, 1):
-		return "inf"
-	case math.IsInf(f, -1):
-		return "-inf"
-	case math.IsNaN(f):
-		return "nan"
-	}
-	s := strconv.FormatFloat(f, 'e', -1, 64) // d.ddde±XX
-	neg := strings.HasPrefix(s, "-")
-	if neg {
-		s = s[1:]
-	}
-	mant, expStr, _ := strings.Cut(s, "e")
-	exp, _ := strconv.Atoi(expStr)
-	digits := strings.Replace(mant, ".", "", 1)
-	sign := ""
-	if neg {
-		sign = "-"
-	}
-	if exp < -4 || exp >= 16 {
-		m := digits[:1]
-		if len(digits) > 1 {
-			m += "." + digits[1:]
-		}
-		es := "+"
-		if exp < 0 {
-			es = "-"
-			exp = -exp
-		}
-		e := strconv.Itoa(exp)
-		if len(e) < 2 {
-			e = "0" + e
-		}
-		return sign + m + "e" + es + e
-	}
-	// Plain notation: the point goes after digit exp (0-based).
-	point := exp + 1
-	var out string
-	switch {
-	case point <= 0:
-		out = "0." + strings.Repeat("0", -point) + digits
-	case point >= len(digits):
-		out = digits + strings.Repeat("0", point-len(digits)) + ".0"
-	default:
-		out = digits[:point] + "." + digits[point:]
-	}
-	return sign + out
-}
+// read back to the same number, "1000.0", "1e-05", "inf".
+func PyFloat(f float64) string { return expr.FloatRepr(f) }
 
-// pyStrRepr quotes a string as Python's repr() does (single quotes unless the
-// string holds a single quote and no double quote).
-func pyStrRepr(s string) string {
-	q := byte('\'')
-	if strings.Contains(s, "'") && !strings.Contains(s, "\"") {
-		q = '"'
-	}
-	var b strings.Builder
-	b.WriteByte(q)
-	for _, r := range s {
-		switch {
-		case r == rune(q) || r == '\\':
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case r == '\r':
-			b.WriteString(`\r`)
-		case r < 0x20 || r == 0x7f:
-			b.WriteString(`\x`)
-			b.WriteString(strconv.FormatInt(int64(r)+0x100, 16)[1:])
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte(q)
-	return b.String()
-}
+// pyStrRepr quotes a string as Python's repr() does.
+func pyStrRepr(s string) string { return expr.StrRepr(s) }
 
 // pyTimestamp prints a timestamp as Python's str() prints a date or datetime.
 func pyTimestamp(v *Value) string {

@@ -179,27 +179,11 @@ func newPlanCmd(stdout io.Writer) *cobra.Command {
 			if format != formatText && format != formatJSON && format != formatMermai {
 				return usageErrorf("--format %q: use text, json or mermaid", format)
 			}
-			if pipeline != "" && step != "" {
-				return usageErrorf("give --pipeline or --step, not both")
-			}
 			values, err := parseParams(params)
 			if err != nil {
 				return err
 			}
-			file := defaultFile
-			if len(args) == 1 {
-				file = args[0]
-			}
-			cfg, diags := spec.ParseFile(file)
-			if diags.HasErrors() {
-				for _, d := range diags {
-					if d.Severity == spec.SeverityError {
-						fmt.Fprintln(cmd.ErrOrStderr(), d.String())
-					}
-				}
-				return &exitError{code: exitFailed, err: fmt.Errorf("%s has %s; run `sluice lint %s`", file, plural(diags.Count(spec.SeverityError), "error"), file)}
-			}
-			p, err := choosePipeline(cfg, file, pipeline, step)
+			cfg, p, _, err := loadPipeline(cmd.ErrOrStderr(), args, pipeline, step)
 			if err != nil {
 				return err
 			}
@@ -237,6 +221,28 @@ func parseParams(params []string) (map[string]*spec.Value, error) {
 		values[k] = spec.ParseScalar(v)
 	}
 	return values, nil
+}
+
+// loadPipeline parses the pipeline file (args[0], default valohai.yaml),
+// prints its findings, and picks the pipeline (or step) to work on. A file
+// with errors is a configuration error.
+func loadPipeline(stderr io.Writer, args []string, pipeline, step string) (*spec.Config, *spec.Pipeline, string, error) {
+	if pipeline != "" && step != "" {
+		return nil, nil, "", usageErrorf("give --pipeline or --step, not both")
+	}
+	file := defaultFile
+	if len(args) == 1 {
+		file = args[0]
+	}
+	cfg, diags := spec.ParseFile(file)
+	for _, d := range diags {
+		fmt.Fprintln(stderr, d.String())
+	}
+	if diags.HasErrors() {
+		return nil, nil, file, usageErrorf("%s has %s; fix them and run again (`sluice lint %s` lists them)", file, plural(diags.Count(spec.SeverityError), "error"), file)
+	}
+	p, err := choosePipeline(cfg, file, pipeline, step)
+	return cfg, p, file, err
 }
 
 func choosePipeline(cfg *spec.Config, file, pipeline, step string) (*spec.Pipeline, error) {

@@ -154,7 +154,7 @@ func TestPlanChoosingPipeline(t *testing.T) {
 		t.Errorf("single step: exit %d, %s %s", code, out, errOut)
 	}
 	code, _, errOut = runCLI(t, "plan", corpus+"error_examples/invalid-edge-parts.yaml")
-	if code != 1 || !strings.Contains(errOut, "must have 3 parts") {
+	if code != 3 || !strings.Contains(errOut, "must have 3 parts") {
 		t.Errorf("invalid file: exit %d, %s", code, errOut)
 	}
 }

@@ -7,11 +7,12 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,7 +20,6 @@ import (
 
 	"github.com/sluice-ci/sluice/runner"
 	"github.com/sluice-ci/sluice/runner/docker"
-	"github.com/sluice-ci/sluice/spec"
 	"github.com/sluice-ci/sluice/store"
 	"github.com/sluice-ci/sluice/store/file"
 )
@@ -81,9 +81,6 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			"Exit codes: 0 the pipeline succeeded, 1 it failed (or was stopped or cancelled), 3 usage or config error.",
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if pipeline != "" && step != "" {
-				return usageErrorf("give --pipeline or --step, not both")
-			}
 			if concurrency < 0 {
 				return usageErrorf("--concurrency %d: give a positive number", concurrency)
 			}
@@ -99,18 +96,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fileName := defaultFile
-			if len(args) == 1 {
-				fileName = args[0]
-			}
-			cfg, diags := spec.ParseFile(fileName)
-			for _, d := range diags {
-				fmt.Fprintln(stderr, d.String())
-			}
-			if diags.HasErrors() {
-				return &exitError{code: exitUsage, err: fmt.Errorf("%s has %s; fix them and run again", fileName, plural(diags.Count(spec.SeverityError), "error"))}
-			}
-			p, err := choosePipeline(cfg, fileName, pipeline, step)
+			cfg, p, fileName, err := loadPipeline(stderr, args, pipeline, step)
 			if err != nil {
 				return err
 			}
@@ -229,21 +215,17 @@ func newShowCmd(stdout io.Writer) *cobra.Command {
 		Short: "Show a run, or one node of it with its outputs, metadata and log",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := openStoreFlag(storeURL)
+			st, rec, err := openRun(cmd.Context(), storeURL, args[0])
 			if err != nil {
 				return err
-			}
-			rec, err := store.GetRun(cmd.Context(), st, args[0])
-			if err != nil {
-				return notFoundOr(err)
 			}
 			if len(args) == 1 {
 				fmt.Fprintf(stdout, "run %s: pipeline %q, commit %s, branch %s\n", rec.ID, rec.Pipeline, shortCommit(rec.Commit), rec.Branch)
 				return runner.WriteSummary(stdout, rec)
 			}
-			n := rec.Node(args[1])
-			if n == nil {
-				return &exitError{code: exitUsage, err: fmt.Errorf("run %s has no node %q", rec.ID, args[1])}
+			n, err := runNode(rec, args[1])
+			if err != nil {
+				return err
 			}
 			fmt.Fprintf(stdout, "node %s (step %q): %s", n.Name, n.Step, n.Status)
 			if n.Reason != "" {
@@ -256,7 +238,7 @@ func newShowCmd(stdout io.Writer) *cobra.Command {
 			for _, f := range n.Outputs {
 				fmt.Fprintf(stdout, "output %s  %d bytes  %s\n", f.Path, f.Size, f.Digest)
 			}
-			for _, k := range sortedKeys(n.Metadata) {
+			for _, k := range slices.Sorted(maps.Keys(n.Metadata)) {
 				fmt.Fprintf(stdout, "metadata %s = %v\n", k, n.Metadata[k])
 			}
 			if !n.Log.IsZero() {
@@ -277,6 +259,31 @@ func newShowCmd(stdout io.Writer) *cobra.Command {
 	return cmd
 }
 
+// openRun opens the store and reads one run's record.
+func openRun(ctx context.Context, storeURL, id string) (store.Store, *store.Run, error) {
+	st, err := openStoreFlag(storeURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	rec, err := store.GetRun(ctx, st, id)
+	if err != nil {
+		return nil, nil, notFoundOr(err)
+	}
+	return st, rec, nil
+}
+
+func runNode(rec *store.Run, name string) (*store.NodeRun, error) {
+	n := rec.Node(name)
+	if n == nil {
+		var names []string
+		for _, n := range rec.Nodes {
+			names = append(names, n.Name)
+		}
+		return nil, &exitError{code: exitUsage, err: fmt.Errorf("run %s has no node %q; its nodes: %s", rec.ID, name, strings.Join(names, ", "))}
+	}
+	return n, nil
+}
+
 func notFoundOr(err error) error {
 	if errors.Is(err, fs.ErrNotExist) {
 		return &exitError{code: exitUsage, err: fmt.Errorf("%v (list the runs with `sluice runs`)", err)}
@@ -291,17 +298,13 @@ func newArtifactsCmd(stdout io.Writer) *cobra.Command {
 		Short: "Copy an output of a node out of the store (to DEST, or to stdout with -)",
 		Args:  cobra.RangeArgs(3, 4),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := openStoreFlag(storeURL)
+			st, rec, err := openRun(cmd.Context(), storeURL, args[0])
 			if err != nil {
 				return err
 			}
-			rec, err := store.GetRun(cmd.Context(), st, args[0])
+			n, err := runNode(rec, args[1])
 			if err != nil {
-				return notFoundOr(err)
-			}
-			n := rec.Node(args[1])
-			if n == nil {
-				return &exitError{code: exitUsage, err: fmt.Errorf("run %s has no node %q", rec.ID, args[1])}
+				return err
 			}
 			f := n.Output(args[2])
 			if f == nil {
@@ -378,15 +381,6 @@ func newCleanCmd(stdout io.Writer) *cobra.Command {
 			return nil
 		},
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // pingDocker fails early, and clearly, when no Docker daemon answers.

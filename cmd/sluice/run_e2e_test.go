@@ -181,6 +181,26 @@ func TestRunScenarios(t *testing.T) {
 			},
 		},
 		{
+			scenario: "metadata-edge-cases", args: []string{"--step", "noisy"}, code: 0, run: store.StatusSucceeded,
+			nodes: map[string]store.Status{"noisy": "succeeded"},
+			out:   []string{`noisy | {"loss": broken`, `noisy ! {"stderr": 1}`},
+			check: func(t *testing.T, rec *store.Run) {
+				n := rec.Node("noisy")
+				if n.Metadata["loss"] != 0.25 || n.Metadata["epoch"] != float64(3) {
+					t.Errorf("metadata %v, want loss 0.25 and epoch 3", n.Metadata)
+				}
+				if _, ok := n.Metadata["huge"]; ok {
+					t.Errorf("a 10 MB line was taken as metadata")
+				}
+				if _, ok := n.Metadata["stderr"]; ok {
+					t.Errorf("stderr was taken as metadata")
+				}
+				if got := n.Series["loss"]; len(got) != 2 || got[0] != 0.9 || got[1] != 0.25 {
+					t.Errorf("loss series %v, want [0.9 0.25]", got)
+				}
+			},
+		},
+		{
 			scenario: "missing-image", code: 1, run: store.StatusFailed,
 			nodes: map[string]store.Status{"a": "failed", "b": "succeeded"},
 			check: func(t *testing.T, rec *store.Run) {

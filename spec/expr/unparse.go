@@ -490,3 +490,9 @@ func bytesRepr(s string) string {
 	b.WriteByte(q)
 	return b.String()
 }
+
+// FloatRepr prints a float as Python's repr() does: 1e-05, 1000.0, inf.
+func FloatRepr(f float64) string { return floatRepr(f) }
+
+// StrRepr quotes a string as Python's repr() does: 'text', "it's".
+func StrRepr(s string) string { return strRepr(s) }

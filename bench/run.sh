@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Measures `sluice run` against its floor on the local Docker:
+#   chain    - 20 busybox steps, each passing a small file to the next, against
+#              20 plain `docker run --rm` calls of the same image;
+#   parallel - 16 independent 1-second steps at --concurrency 8, against the ideal 2 s;
+#   memory   - sluice's peak RSS while a step writes 1 GB of logs and a 1 GiB output.
+# Usage: bash bench/run.sh [chain|parallel|memory]...   (default: all)
+# Needs Docker and the test image (testdata/images/build.sh).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+IMAGE=sluice-test/busybox:latest
+go build -o bin/sluice ./cmd/sluice
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+now() { date +%s.%N; }
+elapsed() { echo "$(now) - $1" | bc; }
+
+chain() {
+	local dir=$work/chain n=20
+	mkdir -p "$dir"
+	{
+		echo "- step: {name: first, image: \"$IMAGE\", command: \"echo 0 > /valohai/outputs/x.txt\"}"
+		echo "- step: {name: next, image: \"$IMAGE\", command: \"cat /valohai/inputs/in/x.txt > /valohai/outputs/x.txt; echo 1 >> /valohai/outputs/x.txt\", inputs: [{name: in}]}"
+		echo "- pipeline:"
+		echo "    name: chain"
+		echo "    nodes:"
+		echo "      - {name: s1, type: execution, step: first}"
+		for i in $(seq 2 $n); do echo "      - {name: s$i, type: execution, step: next}"; done
+		echo "    edges:"
+		for i in $(seq 2 $n); do echo "      - [s$((i - 1)).output.x.txt, s$i.input.in]"; done
+	} >"$dir/valohai.yaml"
+	local t0 floor sl
+	t0=$(now)
+	for _ in $(seq 1 $n); do docker run --rm "$IMAGE" sh -c 'echo 0 > /tmp/x.txt' >/dev/null; done
+	floor=$(elapsed "$t0")
+	t0=$(now)
+	(cd "$dir" && "$root/bin/sluice" run --pull never >/dev/null)
+	sl=$(elapsed "$t0")
+	printf 'chain: %d steps: sluice %.2fs, %d x docker run --rm %.2fs, ratio %.2f (target <= 1.10)\n' "$n" "$sl" "$n" "$floor" "$(echo "$sl / $floor" | bc -l)"
+}
+
+parallel() {
+	local dir=$work/parallel n=16
+	mkdir -p "$dir"
+	{
+		echo "- step: {name: sleep, image: \"$IMAGE\", command: \"sleep 1\"}"
+		echo "- pipeline:"
+		echo "    name: parallel"
+		echo "    nodes:"
+		for i in $(seq 1 $n); do echo "      - {name: p$i, type: execution, step: sleep}"; done
+		echo "    edges: []"
+	} >"$dir/valohai.yaml"
+	local t0 sl
+	t0=$(now)
+	(cd "$dir" && "$root/bin/sluice" run --pull never --concurrency 8 >/dev/null)
+	sl=$(elapsed "$t0")
+	printf 'parallel: %d x 1s steps at concurrency 8: %.2fs, ideal 2.00s, ratio %.2f (target <= 1.10)\n' "$n" "$sl" "$(echo "$sl / 2" | bc -l)"
+}
+
+memory() {
+	local dir=$work/memory
+	mkdir -p "$dir"
+	cat >"$dir/valohai.yaml" <<YAML
+- step:
+    name: big
+    image: $IMAGE
+    command:
+      - head -c 1073741824 /dev/zero | tr '\\\\0' x | fold -w 99
+      - head -c 1073741824 /dev/urandom > /valohai/outputs/big.bin
+YAML
+	local t0 rss sl
+	t0=$(now)
+	rss=$(cd "$dir" && { /usr/bin/time -f '%M' "$root/bin/sluice" run --pull never --step big >/dev/null 2>"$work/mem.err"; tail -n1 "$work/mem.err"; })
+	sl=$(elapsed "$t0")
+	printf 'memory: 1 GB of logs + 1 GiB output in %.1fs: sluice peak RSS %d MiB (target <= 100 MiB)\n' "$sl" "$((rss / 1024))"
+}
+
+root=$PWD
+command -v bc >/dev/null || { echo "bench: needs bc (apt-get install bc)" >&2; exit 1; }
+[[ -x /usr/bin/time ]] || { echo "bench: needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
+docker image inspect "$IMAGE" >/dev/null 2>&1 || bash testdata/images/build.sh
+for b in "${@:-chain parallel memory}"; do
+	for x in $b; do "$x"; done
+done
