@@ -27,7 +27,8 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// runNode runs one node to its end and returns its record.
+// runNode runs one node to its end and returns its record. An execution
+// node runs its step once; a task node runs it once per variant.
 func (r *pipelineRun) runNode(ctx context.Context, n *spec.Node) *store.NodeRun {
 	np := r.plans[n.Name]
 	fail := func(format string, args ...any) *store.NodeRun {
@@ -52,9 +53,6 @@ func (r *pipelineRun) runNode(ctx context.Context, n *spec.Node) *store.NodeRun 
 		}
 		return fail("no step to run")
 	}
-	if n.Type == spec.NodeTask {
-		return fail("task nodes are not supported by sluice run yet; use an execution node")
-	}
 	vals := &nodeValues{params: map[string]*spec.Value{}, metadata: map[string]any{}, env: map[string]string{}}
 	for k, v := range np.Params {
 		vals.params[k] = v
@@ -62,30 +60,24 @@ func (r *pipelineRun) runNode(ctx context.Context, n *spec.Node) *store.NodeRun 
 	if err := r.edgeValues(n, np, vals); err != nil {
 		return fail("%v", err)
 	}
-	for name, v := range vals.params {
-		if p := np.Step.Parameter(name); p != nil {
-			for _, atom := range atomsOf(v) {
-				if msgs := spec.ValidateValue(p, atom, false); len(msgs) > 0 {
-					return fail("parameter %s: %s", name, strings.Join(msgs, "; "))
-				}
-			}
-		}
-	}
-	for _, p := range np.Step.Parameters {
-		if _, ok := vals.params[p.Name]; !ok && !p.Optional {
-			return fail("parameter %s has no value: give it a default, a pipeline parameter or an edge", p.Name)
-		}
-	}
-	cmd, err := np.Step.BuildCommand(vals.params)
-	if err != nil {
-		return fail("%v", err)
-	}
-	script := spec.JoinCommand(cmd)
 	for _, e := range np.Step.EnvVars {
-		if e.HasDefault {
-			if _, ok := vals.env[e.Name]; !ok {
-				vals.env[e.Name] = e.Default
+		if _, ok := vals.env[e.Name]; !ok && e.HasDefault {
+			vals.env[e.Name] = e.Default
+		}
+	}
+	variants := []spec.Variant{nil}
+	if n.Type == spec.NodeTask {
+		var err error
+		if variants, err = r.taskVariants(n, np, vals); err != nil {
+			return fail("%v", err)
+		}
+	}
+	for _, v := range variants {
+		if err := checkParams(np.Step, withVariant(vals.params, v)); err != nil {
+			if len(variants) > 1 {
+				return fail("variant %s: %v", v.Label(), err)
 			}
+			return fail("%v", err)
 		}
 	}
 	inputs, inputFiles, err := r.resolveInputs(ctx, n, np)
@@ -93,103 +85,25 @@ func (r *pipelineRun) runNode(ctx context.Context, n *spec.Node) *store.NodeRun 
 		return fail("%v", err)
 	}
 	vals.inputs = inputFiles
-	params := map[string]any{}
-	for k, v := range vals.params {
-		params[k] = v.Interface()
-	}
-	job := Job{
-		RunID: r.rec.ID, Node: n.Name, Step: np.Step.Name, Commit: r.opts.Commit,
-		Image: np.Image, Command: script, Env: vals.env, Inputs: inputs, Parameters: params,
-		TimeLimit: np.Step.TimeLimit, NoOutputTimeout: np.Step.NoOutputTimeout,
-		RepositoryDir: r.repo,
-	}
-	if res := np.Step.Resources; res != nil {
-		if res.CPU != nil && res.CPU.Max != nil {
-			job.Resources.CPU = *res.CPU.Max
-		}
-		if res.Memory != nil && res.Memory.Max != nil {
-			job.Resources.MemoryMB = int64(*res.Memory.Max)
-		}
-		job.Resources.GPUs = res.GPUs()
-	}
-	r.setNode(n.Name, func(nr *store.NodeRun) {
-		nr.Status, nr.Command, nr.Parameters, nr.Inputs = store.StatusRunning, script, params, inputFiles
-	})
+	r.setNode(n.Name, func(nr *store.NodeRun) { nr.Status, nr.Inputs = store.StatusRunning, inputFiles })
 	if act := evalActions(n, "node-starting", vals, func(msg string) { r.printf(n.Name, "%s", msg) }); act.then != "" {
 		return fail("%s", act.why)
 	}
 
-	attempts := 1
-	if n.OnError == spec.OnErrorRetry {
-		attempts += r.opts.MaxRetries
+	var nr *store.NodeRun
+	if n.Type == spec.NodeTask {
+		nr = r.runVariants(ctx, n, np, vals, inputs, variants)
+	} else {
+		nr = r.execute(ctx, n, np, vals.params, vals, inputs, "")
+		vals.metadata, vals.outputs = nr.Metadata, nr.Outputs
 	}
-	var res Result
-	var log *nodeLog
-	for attempt := 1; attempt <= attempts; attempt++ {
-		if attempt > 1 {
-			r.printf(n.Name, "retrying (attempt %d of %d)", attempt, attempts)
-		}
-		vals.metadata = map[string]any{}
-		log, err = newNodeLog(r.tmp, n.Name, r.opts.Log, &r.mu)
-		if err != nil {
-			return fail("%v", err)
-		}
-		job.OutputDir = filepath.Join(r.tmp, "outputs", n.Name, fmt.Sprint(attempt))
-		job.Stdout, job.Stderr = log.writer(false), log.writer(true)
-		r.setNode(n.Name, func(nr *store.NodeRun) { nr.Attempts = attempt; nr.Started = r.now().UTC() })
-		res, err = r.opts.Executor.Run(ctx, job)
-		log.flush()
-		if err == nil && res.Reason == ReasonCompleted || ctx.Err() != nil || attempt == attempts {
-			break
-		}
-		log.close()
-	}
-	vals.metadata, vals.env = log.metadata, job.Env
-	logDigest, logErr := log.store(context.WithoutCancel(ctx), r.opts.Store)
-	outputs, outErr := r.storeOutputs(context.WithoutCancel(ctx), n.Name, job.OutputDir, res.Outputs)
-	vals.outputs = outputs
-
 	r.mu.Lock()
 	r.values[n.Name] = vals
-	nr := r.rec.Node(n.Name)
-	nr.Finished = r.now().UTC()
-	if !res.Started.IsZero() {
-		nr.Started, nr.Finished = res.Started.UTC(), res.Finished.UTC()
-	}
-	if res.ExitCode >= 0 && !res.Started.IsZero() {
-		code := res.ExitCode
-		nr.ExitCode = &code
-	}
-	nr.ImageDigest, nr.Outputs, nr.Log = res.ImageDigest, outputs, logDigest
-	nr.Metadata, nr.Series = log.metadata, log.series()
-	nr.Warnings = append(nr.Warnings, res.Warnings...)
-	switch {
-	case ctx.Err() != nil:
-		nr.Status, nr.Reason = store.StatusCancelled, "the run was cancelled"
-	case err != nil:
-		nr.Status, nr.Reason = store.StatusFailed, err.Error()
-	case res.Reason == ReasonCompleted:
-		nr.Status = store.StatusSucceeded
-	case res.Reason == ReasonFailed:
-		nr.Status, nr.Reason = store.StatusFailed, fmt.Sprintf("the command exited with code %d", res.ExitCode)
-	case res.Reason == ReasonTimeLimit:
-		nr.Status, nr.Reason = store.StatusFailed, fmt.Sprintf("killed after its time limit of %s", job.TimeLimit)
-	case res.Reason == ReasonNoOutputTimeout:
-		nr.Status, nr.Reason = store.StatusFailed, fmt.Sprintf("killed after printing nothing for %s (no-output-timeout)", job.NoOutputTimeout)
-	default:
-		nr.Status, nr.Reason = store.StatusFailed, string(res.Reason)
-	}
-	for _, e := range []error{logErr, outErr} {
-		if e != nil {
-			nr.Warnings = append(nr.Warnings, e.Error())
-			if nr.Status == store.StatusSucceeded {
-				nr.Status, nr.Reason = store.StatusFailed, e.Error()
-			}
-		}
-	}
-	out := cloneNode(nr)
+	rec := r.rec.Node(n.Name)
+	nr.Name, nr.Step, nr.Image, nr.Inputs = rec.Name, rec.Step, rec.Image, inputFiles
+	*rec = *nr
+	out := cloneNode(rec)
 	r.mu.Unlock()
-	log.close()
 	for _, w := range out.Warnings {
 		r.printf(n.Name, "warning: %s", w)
 	}
@@ -202,6 +116,154 @@ func (r *pipelineRun) runNode(ctx context.Context, n *spec.Node) *store.NodeRun 
 		r.log.Warn("saving the run record failed", "err", err)
 	}
 	return out
+}
+
+// checkParams validates parameter values against the step's declarations.
+func checkParams(step *spec.Step, params map[string]*spec.Value) error {
+	for _, p := range step.Parameters {
+		v, ok := params[p.Name]
+		if !ok {
+			if !p.Optional {
+				return fmt.Errorf("parameter %s has no value: give it a default, a pipeline parameter or an edge", p.Name)
+			}
+			continue
+		}
+		for _, atom := range atomsOf(v) {
+			if msgs := spec.ValidateValue(p, atom, false); len(msgs) > 0 {
+				return fmt.Errorf("parameter %s: %s", p.Name, strings.Join(msgs, "; "))
+			}
+		}
+	}
+	return nil
+}
+
+func withVariant(params map[string]*spec.Value, v spec.Variant) map[string]*spec.Value {
+	if len(v) == 0 {
+		return params
+	}
+	out := make(map[string]*spec.Value, len(params)+len(v))
+	for k, x := range params {
+		out[k] = x
+	}
+	for k, x := range v {
+		out[k] = x
+	}
+	return out
+}
+
+// execute runs the node's step once with the given parameter values (with
+// retries when the node's on-error is retry), keeps its log and outputs in
+// the store, and returns the execution's record. variant labels a task's
+// execution ("" for an execution node).
+func (r *pipelineRun) execute(ctx context.Context, n *spec.Node, np *spec.NodePlan, params map[string]*spec.Value, vals *nodeValues, inputs []Input, variant string) *store.NodeRun {
+	nr := &store.NodeRun{Status: store.StatusFailed, Variant: variant}
+	label := n.Name
+	if variant != "" {
+		label = n.Name + "[" + variant + "]"
+	}
+	cmd, err := np.Step.BuildCommand(params)
+	if err != nil {
+		nr.Reason = err.Error()
+		return nr
+	}
+	nr.Command = spec.JoinCommand(cmd)
+	nr.Parameters = map[string]any{}
+	for k, v := range params {
+		nr.Parameters[k] = v.Interface()
+	}
+	job := Job{
+		RunID: r.rec.ID, Node: n.Name, Step: np.Step.Name, Commit: r.opts.Commit,
+		Image: np.Image, Command: nr.Command, Env: vals.env, Inputs: inputs, Parameters: nr.Parameters,
+		TimeLimit: np.Step.TimeLimit, NoOutputTimeout: np.Step.NoOutputTimeout,
+		RepositoryDir: r.repo,
+	}
+	if variant != "" {
+		job.ExecutionID = fmt.Sprintf("%s-%s-%s", r.rec.ID, n.Name, randomHex(3))
+	}
+	if res := np.Step.Resources; res != nil {
+		if res.CPU != nil && res.CPU.Max != nil {
+			job.Resources.CPU = *res.CPU.Max
+		}
+		if res.Memory != nil && res.Memory.Max != nil {
+			job.Resources.MemoryMB = int64(*res.Memory.Max)
+		}
+		job.Resources.GPUs = res.GPUs()
+	}
+	select {
+	case r.slots <- struct{}{}:
+		defer func() { <-r.slots }()
+	case <-ctx.Done():
+		nr.Status, nr.Reason = store.StatusCancelled, "the run was cancelled"
+		return nr
+	}
+
+	attempts := 1
+	if n.OnError == spec.OnErrorRetry {
+		attempts += r.opts.MaxRetries
+	}
+	var res Result
+	var log *nodeLog
+	for attempt := 1; attempt <= attempts; attempt++ {
+		if attempt > 1 {
+			r.printf(label, "retrying (attempt %d of %d)", attempt, attempts)
+		}
+		if log, err = newNodeLog(r.tmp, label, r.opts.Log, &r.mu); err != nil {
+			nr.Reason = err.Error()
+			return nr
+		}
+		job.OutputDir = filepath.Join(r.tmp, "outputs", n.Name, randomHex(4))
+		job.Stdout, job.Stderr = log.writer(false), log.writer(true)
+		nr.Attempts, nr.Started = attempt, r.now().UTC()
+		res, err = r.opts.Executor.Run(ctx, job)
+		log.flush()
+		if err == nil && res.Reason == ReasonCompleted || ctx.Err() != nil || attempt == attempts {
+			break
+		}
+		log.close()
+	}
+	defer log.close()
+	var logErr, outErr error
+	nr.Log, logErr = log.store(context.WithoutCancel(ctx), r.opts.Store)
+	nr.Outputs, outErr = r.storeOutputs(context.WithoutCancel(ctx), n.Name, job.OutputDir, res.Outputs)
+	nr.Metadata, nr.Series = log.metadata, log.series()
+	nr.Finished = r.now().UTC()
+	if !res.Started.IsZero() {
+		nr.Started, nr.Finished = res.Started.UTC(), res.Finished.UTC()
+		if res.ExitCode >= 0 {
+			code := res.ExitCode
+			nr.ExitCode = &code
+		}
+	}
+	nr.ImageDigest = res.ImageDigest
+	nr.Warnings = append(nr.Warnings, res.Warnings...)
+	switch {
+	case ctx.Err() != nil:
+		nr.Status, nr.Reason = store.StatusCancelled, "the run was cancelled"
+	case err != nil:
+		nr.Status, nr.Reason = store.StatusFailed, err.Error()
+	case res.Reason == ReasonCompleted:
+		nr.Status, nr.Reason = store.StatusSucceeded, ""
+	case res.Reason == ReasonFailed:
+		nr.Reason = fmt.Sprintf("the command exited with code %d", res.ExitCode)
+	case res.Reason == ReasonTimeLimit:
+		nr.Reason = fmt.Sprintf("killed after its time limit of %s", job.TimeLimit)
+	case res.Reason == ReasonNoOutputTimeout:
+		nr.Reason = fmt.Sprintf("killed after printing nothing for %s (no-output-timeout)", job.NoOutputTimeout)
+	default:
+		nr.Reason = string(res.Reason)
+	}
+	for _, e := range []error{logErr, outErr} {
+		if e != nil {
+			nr.Warnings = append(nr.Warnings, e.Error())
+			if nr.Status == store.StatusSucceeded {
+				nr.Status, nr.Reason = store.StatusFailed, e.Error()
+			}
+		}
+	}
+	if variant != "" {
+		r.printf(label, "%s %s", nr.Status, nr.Reason)
+	}
+	return nr
 }
 
 func cloneNode(nr *store.NodeRun) *store.NodeRun {

@@ -77,6 +77,9 @@ type pipelineRun struct {
 
 	mu     sync.Mutex // guards rec and the nodes' results, and writes to opts.Log
 	values map[string]*nodeValues
+	// slots holds a token for each running container: at most Concurrency,
+	// task executions included.
+	slots chan struct{}
 }
 
 // nodeValues is what a finished node passes along edges.
@@ -120,7 +123,8 @@ func newPipelineRun(opts Options) (*pipelineRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &pipelineRun{opts: opts, graph: g, plans: map[string]*spec.NodePlan{}, now: now, log: logger, values: map[string]*nodeValues{}}
+	r := &pipelineRun{opts: opts, graph: g, plans: map[string]*spec.NodePlan{}, now: now, log: logger,
+		values: map[string]*nodeValues{}, slots: make(chan struct{}, opts.Concurrency)}
 	for _, np := range plans {
 		r.plans[np.Node.Name] = np
 	}

@@ -26,6 +26,16 @@ func WriteSummary(w io.Writer, rec *store.Run) error {
 			dur = d.Round(time.Millisecond).String()
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Status, dur, exit, metricsText(n.Metadata, 4))
+		for _, e := range n.Executions {
+			exit, dur := "-", "-"
+			if e.ExitCode != nil {
+				exit = fmt.Sprint(*e.ExitCode)
+			}
+			if d := e.Duration(); d > 0 {
+				dur = d.Round(time.Millisecond).String()
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", e.Variant, e.Status, dur, exit, metricsText(e.Metadata, 4))
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -13,6 +13,7 @@ type PipelinePlan struct {
 	Pipeline *Pipeline
 	Graph    *Graph
 	Nodes    map[string]*NodePlan
+	config   *Config
 }
 
 // NewPipelinePlan resolves a pipeline for display (see Config.Plan).
@@ -25,7 +26,7 @@ func (c *Config) NewPipelinePlan(p *Pipeline, values map[string]*Value) (*Pipeli
 	if err != nil {
 		return nil, err
 	}
-	pp := &PipelinePlan{Pipeline: p, Graph: g, Nodes: make(map[string]*NodePlan, len(plans))}
+	pp := &PipelinePlan{Pipeline: p, Graph: g, Nodes: make(map[string]*NodePlan, len(plans)), config: c}
 	for _, np := range plans {
 		pp.Nodes[np.Node.Name] = np
 	}
@@ -36,6 +37,12 @@ func (c *Config) NewPipelinePlan(p *Pipeline, values map[string]*Value) (*Pipeli
 func SingleStep(s *Step) *Pipeline {
 	return &Pipeline{Name: s.Name, Nodes: []*Node{{Name: s.Name, Type: NodeExecution, Step: s.Name,
 		OnError: OnErrorStopAll, EdgeMergeMode: defaultEdgeMerge, Pos: s.Pos}}, Pos: s.Pos}
+}
+
+// SingleTask wraps a task as a one-node pipeline named after it.
+func SingleTask(t *Task) *Pipeline {
+	return &Pipeline{Name: t.Name, Nodes: []*Node{{Name: t.Name, Type: NodeTask, Task: t.Name,
+		OnError: OnErrorStopAll, EdgeMergeMode: defaultEdgeMerge, Pos: t.Pos}}, Pos: t.Pos}
 }
 
 // WriteText prints the plan for people: layer by layer, each node with its
@@ -60,6 +67,13 @@ func (pp *PipelinePlan) WriteText(w io.Writer) error {
 					what = fmt.Sprintf("task %q of step %q", n.Task, np.Step.Name)
 				}
 				ew.printf("  %s  (%s, %s)\n", n.Name, n.Type, what)
+				if t := pp.task(n); t != nil {
+					if vs, err := t.Variants(); err != nil {
+						ew.printf("    variants: %v\n", err)
+					} else {
+						ew.printf("    variants: %d (%s)\n", len(vs), variantList(vs, 6))
+					}
+				}
 				ew.printf("    image:   %s\n", np.Image)
 				ew.printf("    command: %s\n", indentLines(np.Script, "             "))
 				for _, in := range np.Inputs {
@@ -87,6 +101,26 @@ func (pp *PipelinePlan) WriteText(w io.Writer) error {
 		}
 	}
 	return ew.err
+}
+
+// task returns the task blueprint of a task node, or nil.
+func (pp *PipelinePlan) task(n *Node) *Task {
+	if n.Type != NodeTask || n.Task == "" || pp.config == nil {
+		return nil
+	}
+	return pp.config.Task(n.Task)
+}
+
+func variantList(vs []Variant, max int) string {
+	var parts []string
+	for i, v := range vs {
+		if i == max {
+			parts = append(parts, fmt.Sprintf("and %d more", len(vs)-max))
+			break
+		}
+		parts = append(parts, v.Label())
+	}
+	return strings.Join(parts, "; ")
 }
 
 func indentLines(s, indent string) string {

@@ -79,6 +79,11 @@ type NodeRun struct {
 	// Log is the digest of the node's log (stdout and stderr, in order) in the blob store.
 	Log      Digest   `json:"log,omitzero"`
 	Warnings []string `json:"warnings,omitempty"`
+	// Variant labels one execution of a task node ("lr=0.1 epochs=3").
+	Variant string `json:"variant,omitempty"`
+	// Executions holds a task node's executions, one per variant; the node's
+	// outputs are all of theirs.
+	Executions []*NodeRun `json:"executions,omitempty"`
 }
 
 // Duration is how long the node ran, or zero.

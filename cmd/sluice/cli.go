@@ -169,7 +169,7 @@ func plural(n int, word string) string {
 }
 
 func newPlanCmd(stdout io.Writer) *cobra.Command {
-	var format, pipeline, step string
+	var format, pipeline, step, task string
 	var params []string
 	cmd := &cobra.Command{
 		Use:   "plan [FILE]",
@@ -180,6 +180,10 @@ func newPlanCmd(stdout io.Writer) *cobra.Command {
 				return usageErrorf("--format %q: use text, json or mermaid", format)
 			}
 			values, err := parseParams(params)
+			if err != nil {
+				return err
+			}
+			step, err := stepOrTask(step, task)
 			if err != nil {
 				return err
 			}
@@ -207,6 +211,7 @@ func newPlanCmd(stdout io.Writer) *cobra.Command {
 	cmd.Flags().StringVar(&format, "format", formatText, "output format: text, json or mermaid")
 	cmd.Flags().StringVar(&pipeline, "pipeline", "", "the pipeline to plan (needed when the file has several)")
 	cmd.Flags().StringVar(&step, "step", "", "plan a single step instead of a pipeline")
+	cmd.Flags().StringVar(&task, "task", "", "plan a task (a sweep of a step's parameters)")
 	cmd.Flags().StringArrayVarP(&params, "param", "p", nil, "pipeline parameter value NAME=VALUE (repeatable)")
 	return cmd
 }
@@ -228,7 +233,7 @@ func parseParams(params []string) (map[string]*spec.Value, error) {
 // with errors is a configuration error.
 func loadPipeline(stderr io.Writer, args []string, pipeline, step string) (*spec.Config, *spec.Pipeline, string, error) {
 	if pipeline != "" && step != "" {
-		return nil, nil, "", usageErrorf("give --pipeline or --step, not both")
+		return nil, nil, "", usageErrorf("give one of --pipeline, --step and --task")
 	}
 	file := defaultFile
 	if len(args) == 1 {
@@ -246,6 +251,13 @@ func loadPipeline(stderr io.Writer, args []string, pipeline, step string) (*spec
 }
 
 func choosePipeline(cfg *spec.Config, file, pipeline, step string) (*spec.Pipeline, error) {
+	if task, ok := strings.CutPrefix(step, taskPrefix); ok {
+		t := cfg.Task(task)
+		if t == nil {
+			return nil, usageErrorf("%s has no task %q; its tasks: %s", file, task, names(cfg.Tasks, func(t *spec.Task) string { return t.Name }))
+		}
+		return spec.SingleTask(t), nil
+	}
 	if step != "" {
 		s := cfg.Step(step)
 		if s == nil {
@@ -278,6 +290,20 @@ func names[T any](items []T, name func(T) string) string {
 		out[i] = fmt.Sprintf("%q", name(it))
 	}
 	return strings.Join(out, ", ")
+}
+
+// taskPrefix marks a --task given through the --step slot of loadPipeline.
+const taskPrefix = "\x00task:"
+
+// stepOrTask folds --step and --task into the one value loadPipeline takes.
+func stepOrTask(step, task string) (string, error) {
+	if step != "" && task != "" {
+		return "", usageErrorf("give --step or --task, not both")
+	}
+	if task != "" {
+		return taskPrefix + task, nil
+	}
+	return step, nil
 }
 
 // timeNow is the clock of the command line.

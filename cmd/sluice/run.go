@@ -68,7 +68,7 @@ func gitOutput(dir string, args ...string) string {
 }
 
 func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
-	var pipeline, step, storeURL, pull string
+	var pipeline, step, task, storeURL, pull string
 	var params []string
 	var concurrency int
 	var noCache bool
@@ -96,12 +96,22 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			step, err := stepOrTask(step, task)
+			if err != nil {
+				return err
+			}
 			cfg, p, fileName, err := loadPipeline(stderr, args, pipeline, step)
 			if err != nil {
 				return err
 			}
-			repo := repoRoot(filepath.Dir(fileName))
-			st, err := openStore(storeURL, repo)
+			// The pipeline's repository is the directory of its valohai.yaml (as
+			// on Valohai, where valohai.yaml sits at the repository's root); the
+			// store is shared by the whole git work tree around it.
+			repo, err := filepath.Abs(filepath.Dir(fileName))
+			if err != nil {
+				return err
+			}
+			st, err := openStore(storeURL, repoRoot(repo))
 			if err != nil {
 				return err
 			}
@@ -149,6 +159,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&pipeline, "pipeline", "", "the pipeline to run (needed when the file has several)")
 	f.StringVar(&step, "step", "", "run a single step instead of a pipeline")
+	f.StringVar(&task, "task", "", "run a task: a step once per variant of its parameters")
 	f.StringArrayVarP(&params, "param", "p", nil, "pipeline parameter value NAME=VALUE (repeatable)")
 	f.IntVar(&concurrency, "concurrency", 0, "how many nodes run at once (default: the number of CPUs)")
 	f.BoolVar(&noCache, "no-cache", false, "run every node, reusing no earlier result")

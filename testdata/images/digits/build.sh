@@ -172,12 +172,18 @@ fi
 if ! {
 	in_root dpkg-deb --build /tmp/pythran-stub /tmp/pythran-stub.deb &&
 		in_root dpkg -i /tmp/pythran-stub.deb &&
-		in_root apt-get update -q &&
-		in_root apt-get install -y -q "${packages[@]}"
+		in_root apt-get update -q
 } >"$work/apt.log" 2>&1 </dev/null; then
+	tail -n 40 "$work/apt.log" >&2
+	die "apt-get update in the chroot failed"
+fi
+timing "apt-get update"
+# upgrade: the base system from debootstrap, to bookworm-updates and -security.
+if ! { in_root apt-get upgrade -y -q && in_root apt-get install -y -q "${packages[@]}"; } >>"$work/apt.log" 2>&1 </dev/null; then
 	tail -n 40 "$work/apt.log" >&2
 	die "installing ${packages[*]} in the chroot failed"
 fi
+grep -E '^(Need to get|[0-9]+ upgraded)' "$work/apt.log" | sed 's/^/digits\/build.sh: apt: /' || true
 timing "apt-get install"
 
 if [[ -n $cache ]]; then
