@@ -252,12 +252,12 @@ func (r *pipelineRun) execute(ctx context.Context, n *spec.Node, np *spec.NodePl
 	default:
 		nr.Reason = string(res.Reason)
 	}
-	for _, e := range []error{logErr, outErr} {
-		if e != nil {
-			nr.Warnings = append(nr.Warnings, e.Error())
-			if nr.Status == store.StatusSucceeded {
-				nr.Status, nr.Reason = store.StatusFailed, e.Error()
-			}
+	if storeErr := errors.Join(logErr, outErr); storeErr != nil {
+		msg := "the store could not keep its files: " + strings.ReplaceAll(storeErr.Error(), "\n", "; ")
+		if nr.Status == store.StatusSucceeded {
+			nr.Status, nr.Reason = store.StatusFailed, msg
+		} else {
+			nr.Warnings = append(nr.Warnings, msg)
 		}
 	}
 	if variant != "" {
