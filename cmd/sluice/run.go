@@ -116,7 +116,8 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			exec, err := docker.NewFromEnv(docker.Options{Pull: pullPolicy, Logger: logger, CleanupTimeout: 30 * time.Second})
+			exec, err := docker.NewFromEnv(docker.Options{Pull: pullPolicy, Logger: logger, CleanupTimeout: 30 * time.Second,
+				RegistryAuth: docker.ConfigAuth(os.Getenv)})
 			if err != nil {
 				return &exitError{code: exitFailed, err: err}
 			}
