@@ -104,6 +104,7 @@ func (r *pipelineRun) runNode(ctx context.Context, n *spec.Node) *store.NodeRun 
 	*rec = *nr
 	out := cloneNode(rec)
 	r.mu.Unlock()
+	r.notify(n.Name, out.Status)
 	for _, w := range out.Warnings {
 		r.printf(n.Name, "warning: %s", w)
 	}

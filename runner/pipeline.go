@@ -45,6 +45,10 @@ type Options struct {
 	MaxRetries int
 	// TempDir holds the run's working files; empty means the system's.
 	TempDir string
+	// OnNodeStatus, when set, is told each time a node changes status (for a
+	// live status display). It is called from the node's goroutine, never
+	// with a lock held.
+	OnNodeStatus func(node string, status store.Status)
 }
 
 // ErrPipelineFailed is wrapped by the error Run returns when the pipeline ran
@@ -309,8 +313,17 @@ func (r *pipelineRun) skipReason(n *spec.Node) string {
 
 func (r *pipelineRun) setNode(name string, fn func(*store.NodeRun)) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	fn(r.rec.Node(name))
+	nr := r.rec.Node(name)
+	fn(nr)
+	status := nr.Status
+	r.mu.Unlock()
+	r.notify(name, status)
+}
+
+func (r *pipelineRun) notify(name string, status store.Status) {
+	if r.opts.OnNodeStatus != nil {
+		r.opts.OnNodeStatus(name, status)
+	}
 }
 
 func (r *pipelineRun) finishSkipped(name, why string) {

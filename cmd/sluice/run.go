@@ -124,13 +124,21 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err := pingDocker(cmd.Context(), exec); err != nil {
 				return &exitError{code: exitFailed, err: err}
 			}
+			log, stopLive := io.Writer(stdout), func() {}
+			var onStatus func(string, store.Status)
+			if isTerminal(stdout) {
+				live := newLiveStatus(stdout, len(p.Nodes), timeNow)
+				live.Start()
+				log, onStatus, stopLive = live, live.Node, live.Stop
+			}
 			runID := runner.NewRunID(timeNow())
 			fmt.Fprintf(stderr, "sluice: run %s of pipeline %q (%d nodes, concurrency %d)\n", runID, p.Name, len(p.Nodes), concurrency)
 			rec, err := runner.Run(cmd.Context(), runner.Options{
 				Config: cfg, Pipeline: p, Params: values, Executor: exec, Store: st, RepoDir: repo,
-				Concurrency: concurrency, RunID: runID, Log: stdout, Logger: logger,
+				Concurrency: concurrency, RunID: runID, Log: log, Logger: logger, OnNodeStatus: onStatus,
 				Commit: gitOutput(repo, "rev-parse", "HEAD"), Branch: gitOutput(repo, "rev-parse", "--abbrev-ref", "HEAD"),
 			})
+			stopLive()
 			// Whatever the executor could not remove (a daemon too slow under
 			// load, a cancellation mid-create) goes now.
 			sweepCtx, cancelSweep := context.WithTimeout(context.WithoutCancel(cmd.Context()), 30*time.Second)
