@@ -225,7 +225,8 @@ func (r *pipelineRun) execute(ctx context.Context, n *spec.Node, np *spec.NodePl
 	defer log.close()
 	var logErr, outErr error
 	nr.Log, logErr = log.store(context.WithoutCancel(ctx), r.opts.Store)
-	nr.Outputs, outErr = r.storeOutputs(context.WithoutCancel(ctx), n.Name, job.OutputDir, res.Outputs)
+	var propWarnings []string
+	nr.Outputs, propWarnings, outErr = r.storeOutputs(context.WithoutCancel(ctx), n.Name, job.OutputDir, res.Outputs)
 	nr.Metadata, nr.Series = log.metadata, log.series()
 	nr.Finished = r.now().UTC()
 	if !res.Started.IsZero() {
@@ -236,7 +237,7 @@ func (r *pipelineRun) execute(ctx context.Context, n *spec.Node, np *spec.NodePl
 		}
 	}
 	nr.ImageDigest = res.ImageDigest
-	nr.Warnings = append(nr.Warnings, res.Warnings...)
+	nr.Warnings = append(append(nr.Warnings, res.Warnings...), propWarnings...)
 	switch {
 	case ctx.Err() != nil:
 		nr.Status, nr.Reason = store.StatusCancelled, "the run was cancelled"
@@ -589,11 +590,21 @@ func (r *pipelineRun) download(ctx context.Context, url string) (InputFile, erro
 	return InputFile{Name: name, Size: size, Digest: d.Hex(), URI: url, Open: r.blobOpener(d)}, nil
 }
 
-// storeOutputs puts a node's output files into the store as blobs.
-func (r *pipelineRun) storeOutputs(ctx context.Context, node, dir string, files []OutputFile) ([]store.File, error) {
+// storeOutputs puts a node's output files into the store as blobs, with the
+// properties their sidecar files give them (the sidecars are not outputs).
+// A sidecar that cannot be read is a warning, not a failure.
+func (r *pipelineRun) storeOutputs(ctx context.Context, node, dir string, files []OutputFile) ([]store.File, []string, error) {
 	var out []store.File
 	var errs []error
+	props, sidecars, propErrs := outputProperties(dir, files)
+	var warnings []string
+	for _, e := range propErrs {
+		warnings = append(warnings, e.Error())
+	}
 	for _, f := range files {
+		if sidecars[f.Path] {
+			continue
+		}
 		file, err := os.Open(filepath.Join(dir, filepath.FromSlash(f.Path)))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("output %s: %w", f.Path, err))
@@ -605,9 +616,83 @@ func (r *pipelineRun) storeOutputs(ctx context.Context, node, dir string, files 
 			errs = append(errs, fmt.Errorf("store output %s: %w", f.Path, err))
 			continue
 		}
-		out = append(out, store.File{Path: f.Path, Digest: d, Size: size})
+		out = append(out, store.File{Path: f.Path, Digest: d, Size: size, Properties: props[f.Path]})
 	}
-	return out, errors.Join(errs...)
+	return out, warnings, errors.Join(errs...)
+}
+
+// Sidecar files that carry output properties.
+const (
+	propertiesSuffix = ".metadata.json"
+	propertiesFile   = "valohai.metadata.jsonl"
+)
+
+// outputProperties reads the properties of outputs: <file>.metadata.json
+// beside an output holds a JSON object of its properties, and
+// valohai.metadata.jsonl holds lines {"file": "<path>", "metadata": {...}}.
+// It returns the properties by output path and which files were sidecars.
+func outputProperties(dir string, files []OutputFile) (map[string]map[string]any, map[string]bool, []error) {
+	exists := map[string]bool{}
+	for _, f := range files {
+		exists[f.Path] = true
+	}
+	props := map[string]map[string]any{}
+	sidecars := map[string]bool{}
+	var errs []error
+	merge := func(path string, m map[string]any) {
+		if props[path] == nil {
+			props[path] = map[string]any{}
+		}
+		for k, v := range m {
+			props[path][k] = v
+		}
+	}
+	read := func(rel string) ([]byte, error) {
+		return os.ReadFile(filepath.Join(dir, filepath.FromSlash(rel)))
+	}
+	for _, f := range files {
+		target, ok := strings.CutSuffix(f.Path, propertiesSuffix)
+		if !ok || !exists[target] {
+			continue
+		}
+		sidecars[f.Path] = true
+		data, err := read(f.Path)
+		var m map[string]any
+		if err == nil {
+			err = json.Unmarshal(data, &m)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("output properties %s: not a JSON object: %v", f.Path, err))
+			continue
+		}
+		merge(target, m)
+	}
+	if exists[propertiesFile] {
+		sidecars[propertiesFile] = true
+		data, err := read(propertiesFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("output properties %s: %v", propertiesFile, err))
+		}
+		for i, line := range strings.Split(string(data), "\n") {
+			if strings.TrimSpace(line) == "" {
+				continue
+			}
+			var entry struct {
+				File     string         `json:"file"`
+				Metadata map[string]any `json:"metadata"`
+			}
+			if err := json.Unmarshal([]byte(line), &entry); err != nil || entry.File == "" {
+				errs = append(errs, fmt.Errorf("output properties %s line %d: want {\"file\": ..., \"metadata\": {...}}", propertiesFile, i+1))
+				continue
+			}
+			if !exists[entry.File] {
+				errs = append(errs, fmt.Errorf("output properties %s line %d: no output %q", propertiesFile, i+1, entry.File))
+				continue
+			}
+			merge(entry.File, entry.Metadata)
+		}
+	}
+	return props, sidecars, errs
 }
 
 // nodeLog receives a node's output: it prefixes each line with the node name

@@ -115,6 +115,10 @@ type File struct {
 	Size   int64  `json:"size"`
 	// URI is where an input came from.
 	URI string `json:"uri,omitempty"`
+	// Properties are an output's properties, from its sidecar
+	// <file>.metadata.json or from valohai.metadata.jsonl (valohai.alias,
+	// valohai.tags, anything else the step wrote).
+	Properties map[string]any `json:"properties,omitempty"`
 }
 
 // RunKey is the key of a run's record: runs/<id>/run.json.

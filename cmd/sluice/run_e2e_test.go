@@ -220,6 +220,33 @@ func TestRunScenarios(t *testing.T) {
 			},
 		},
 		{
+			scenario: "metadata-to-parameter", code: 0, run: store.StatusSucceeded,
+			nodes: map[string]store.Status{"tune": "succeeded", "train": "succeeded"},
+			out:   []string{"train | training --lr=0.01 --layers=3 --note=from-pipeline\n"},
+		},
+		{
+			scenario: "output-properties", args: []string{"--step", "produce"}, code: 0, run: store.StatusSucceeded,
+			nodes: map[string]store.Status{"produce": "succeeded"},
+			check: func(t *testing.T, rec *store.Run) {
+				n := rec.Node("produce")
+				m, d := n.Output("model.pkl"), n.Output("data.csv")
+				if m == nil || d == nil || len(n.Outputs) != 2 {
+					t.Fatalf("outputs %+v: want model.pkl and data.csv, sidecars left out", n.Outputs)
+				}
+				if m.Properties["valohai.alias"] != "best-model" || m.Properties["accuracy"] != 0.97 {
+					t.Errorf("model.pkl properties %v", m.Properties)
+				}
+				if tags, _ := d.Properties["valohai.tags"].([]any); len(tags) != 1 || tags[0] != "raw" {
+					t.Errorf("data.csv properties %v", d.Properties)
+				}
+			},
+		},
+		{
+			scenario: "command-not-found", args: []string{"--step", "typo"}, code: 1, run: store.StatusFailed,
+			nodes: map[string]store.Status{"typo": "failed"},
+			out:   []string{"typo ! /bin/sh: pyhton: not found", "exited with code 127"},
+		},
+		{
 			scenario: "missing-image", code: 1, run: store.StatusFailed,
 			nodes: map[string]store.Status{"a": "failed", "b": "succeeded"},
 			check: func(t *testing.T, rec *store.Run) {
