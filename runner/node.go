@@ -44,9 +44,6 @@ func (r *pipelineRun) runNode(ctx context.Context, n *spec.Node) *store.NodeRun 
 		})
 		return out
 	}
-	if n.Type == spec.NodeDeployment {
-		return fail("deployment nodes need Valohai's deployment service; sluice runs execution and task nodes")
-	}
 	if np.Step == nil {
 		if n.Commit != "" {
 			return fail("the node runs step %q of commit %q; sluice runs the steps of the checked-out files only", n.Step, n.Commit)

@@ -295,6 +295,9 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 // skipReason says why a ready node must not run: a node it waits for failed
 // or was skipped, and that node's on-error does not let the pipeline continue.
 func (r *pipelineRun) skipReason(n *spec.Node) string {
+	if n.Type == spec.NodeDeployment {
+		return "deployment nodes need Valohai's deployment service; sluice does not deploy"
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, dep := range r.graph.Deps(n.Name) {

@@ -251,3 +251,32 @@ func TestMatchGlob(t *testing.T) {
 		}
 	}
 }
+
+// Deployment nodes are skipped with the reason, and what depends on them too;
+// the rest of the pipeline runs.
+func TestDeploymentNodesAreSkipped(t *testing.T) {
+	f := &fakeExec{behave: func(ctx context.Context, job Job) (Result, error) {
+		return succeed(ctx, job, 0, "", map[string]string{"model.pkl": "w"})
+	}}
+	yaml := `
+- step: {name: s, image: x, command: run, parameters: [{name: v, type: string, optional: true}]}
+- endpoint: {name: predict, image: x, wsgi: "app:app"}
+- pipeline:
+    name: p
+    nodes:
+      - {name: train, type: execution, step: s}
+      - {name: deploy, type: deployment, deployment: prod, endpoints: [predict]}
+      - {name: smoke, type: execution, step: s}
+    edges:
+      - [train.output.model*, deploy.file.predict.model]
+      - [deploy.deployment.version_id, smoke.parameter.v]
+`
+	rec, err := runPipeline(t, yaml, f, nil, 2)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if rec.Node("train").Status != store.StatusSucceeded || rec.Node("deploy").Status != store.StatusSkipped ||
+		rec.Node("smoke").Status != store.StatusSkipped || !strings.Contains(rec.Node("deploy").Reason, "does not deploy") {
+		t.Errorf("statuses: train %s, deploy %s (%s), smoke %s", rec.Node("train").Status, rec.Node("deploy").Status, rec.Node("deploy").Reason, rec.Node("smoke").Status)
+	}
+}

@@ -33,16 +33,26 @@ func (c *Config) NewPipelinePlan(p *Pipeline, values map[string]*Value) (*Pipeli
 	return pp, nil
 }
 
-// SingleStep wraps one step as a one-node pipeline named after it.
+// SingleStep wraps one step as a one-node pipeline named after it, with a
+// pipeline parameter for each of the step's parameters, so that values given
+// for the run (-p) set them.
 func SingleStep(s *Step) *Pipeline {
-	return &Pipeline{Name: s.Name, Nodes: []*Node{{Name: s.Name, Type: NodeExecution, Step: s.Name,
+	p := &Pipeline{Name: s.Name, Nodes: []*Node{{Name: s.Name, Type: NodeExecution, Step: s.Name,
 		OnError: OnErrorStopAll, EdgeMergeMode: defaultEdgeMerge, Pos: s.Pos}}, Pos: s.Pos}
+	for _, prm := range s.Parameters {
+		p.Parameters = append(p.Parameters, &PipelineParameter{Name: prm.Name,
+			Targets: []Socket{{Node: s.Name, Type: SocketParameter, Key: prm.Name}}, Pos: prm.Pos})
+	}
+	p.Index()
+	return p
 }
 
 // SingleTask wraps a task as a one-node pipeline named after it.
 func SingleTask(t *Task) *Pipeline {
-	return &Pipeline{Name: t.Name, Nodes: []*Node{{Name: t.Name, Type: NodeTask, Task: t.Name,
+	p := &Pipeline{Name: t.Name, Nodes: []*Node{{Name: t.Name, Type: NodeTask, Task: t.Name,
 		OnError: OnErrorStopAll, EdgeMergeMode: defaultEdgeMerge, Pos: t.Pos}}, Pos: t.Pos}
+	p.Index()
+	return p
 }
 
 // WriteText prints the plan for people: layer by layer, each node with its

@@ -181,3 +181,15 @@ func TestExamplesLint(t *testing.T) {
 		}
 	}
 }
+
+// -p sets a step's parameters when a single step is planned or run.
+func TestPlanStepWithParameter(t *testing.T) {
+	code, out, errOut := runCLI(t, "plan", "--step", "run training", "-p", "seed=7", corpus+"examples/example1.yaml")
+	if code != 0 || !strings.Contains(out, "--seed=7") {
+		t.Fatalf("exit %d: %s %s", code, out, errOut)
+	}
+	code, _, errOut = runCLI(t, "plan", "--step", "run training", "-p", "sed=7", corpus+"examples/example1.yaml")
+	if code != 3 || !strings.Contains(errOut, `no parameter "sed"`) || !strings.Contains(errOut, "seed") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}
