@@ -91,8 +91,9 @@ func (r *pipelineRun) runNode(ctx context.Context, n *spec.Node) *store.NodeRun 
 	if n.Type == spec.NodeTask {
 		nr = r.runVariants(ctx, n, np, vals, inputs, variants)
 	} else {
-		nr = r.execute(ctx, n, np, vals.params, vals, inputs, "")
-		vals.metadata, vals.outputs = nr.Metadata, nr.Outputs
+		var raw map[string]any
+		nr, raw = r.execute(ctx, n, np, vals.params, vals, inputs, "")
+		vals.metadata, vals.outputs = raw, nr.Outputs
 	}
 	r.mu.Lock()
 	r.values[n.Name] = vals
@@ -152,8 +153,10 @@ func withVariant(params map[string]*spec.Value, v spec.Variant) map[string]*spec
 // execute runs the node's step once with the given parameter values (with
 // retries when the node's on-error is retry), keeps its log and outputs in
 // the store, and returns the execution's record. variant labels a task's
-// execution ("" for an execution node).
-func (r *pipelineRun) execute(ctx context.Context, n *spec.Node, np *spec.NodePlan, params map[string]*spec.Value, vals *nodeValues, inputs []Input, variant string) *store.NodeRun {
+// execution ("" for an execution node). It also returns the metadata as the
+// step printed it (1.0 stays a float), which is what edges pass on; the record
+// holds plain JSON numbers, as it reads back from the store.
+func (r *pipelineRun) execute(ctx context.Context, n *spec.Node, np *spec.NodePlan, params map[string]*spec.Value, vals *nodeValues, inputs []Input, variant string) (*store.NodeRun, map[string]any) {
 	nr := &store.NodeRun{Status: store.StatusFailed, Variant: variant}
 	label := n.Name
 	if variant != "" {
@@ -162,7 +165,7 @@ func (r *pipelineRun) execute(ctx context.Context, n *spec.Node, np *spec.NodePl
 	cmd, err := np.Step.BuildCommand(params)
 	if err != nil {
 		nr.Reason = err.Error()
-		return nr
+		return nr, nil
 	}
 	nr.Command = spec.JoinCommand(cmd)
 	nr.Parameters = map[string]any{}
@@ -192,7 +195,7 @@ func (r *pipelineRun) execute(ctx context.Context, n *spec.Node, np *spec.NodePl
 		defer func() { <-r.slots }()
 	case <-ctx.Done():
 		nr.Status, nr.Reason = store.StatusCancelled, "the run was cancelled"
-		return nr
+		return nr, nil
 	}
 
 	attempts := 1
@@ -207,7 +210,7 @@ func (r *pipelineRun) execute(ctx context.Context, n *spec.Node, np *spec.NodePl
 		}
 		if log, err = newNodeLog(r.tmp, label, r.opts.Log, &r.mu); err != nil {
 			nr.Reason = err.Error()
-			return nr
+			return nr, nil
 		}
 		job.OutputDir = filepath.Join(r.tmp, "outputs", n.Name, randomHex(4))
 		job.Stdout, job.Stderr = log.writer(false), log.writer(true)
@@ -224,7 +227,7 @@ func (r *pipelineRun) execute(ctx context.Context, n *spec.Node, np *spec.NodePl
 	nr.Log, logErr = log.store(context.WithoutCancel(ctx), r.opts.Store)
 	var propWarnings []string
 	nr.Outputs, propWarnings, outErr = r.storeOutputs(context.WithoutCancel(ctx), n.Name, job.OutputDir, res.Outputs)
-	nr.Metadata, nr.Series = log.metadata, log.series()
+	nr.Metadata, nr.Series = plainNumbers(log.metadata).(map[string]any), log.series()
 	nr.Finished = r.now().UTC()
 	if !res.Started.IsZero() {
 		nr.Started, nr.Finished = res.Started.UTC(), res.Finished.UTC()
@@ -262,7 +265,7 @@ func (r *pipelineRun) execute(ctx context.Context, n *spec.Node, np *spec.NodePl
 	if variant != "" {
 		r.printf(label, "%s %s", nr.Status, nr.Reason)
 	}
-	return nr
+	return nr, log.metadata
 }
 
 func cloneNode(nr *store.NodeRun) *store.NodeRun {
@@ -326,8 +329,10 @@ func valueFromJSON(v any) *spec.Value {
 		}
 		return spec.NewFloat(x)
 	case json.Number:
-		if i, err := x.Int64(); err == nil {
-			return spec.NewInt(i)
+		if !strings.ContainsAny(x.String(), ".eE") {
+			if i, err := x.Int64(); err == nil {
+				return spec.NewInt(i)
+			}
 		}
 		f, _ := x.Float64()
 		return spec.NewFloat(f)
@@ -744,6 +749,7 @@ func (l *nodeLog) line(line string, stderr bool) {
 	}
 	var obj map[string]any
 	dec := json.NewDecoder(strings.NewReader(t))
+	dec.UseNumber() // keep 1.0 a float and 10 an integer, as Python's json module does
 	if err := dec.Decode(&obj); err != nil || dec.More() {
 		return
 	}
@@ -766,10 +772,33 @@ func (l *nodeLog) series() map[string][]any {
 			if out == nil {
 				out = map[string][]any{}
 			}
-			out[k] = pts
+			out[k] = plainNumbers(pts).([]any)
 		}
 	}
 	return out
+}
+
+// plainNumbers turns json.Numbers into float64s, all the way down, as
+// encoding/json reads numbers back from a record.
+func plainNumbers(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		f, _ := x.Float64()
+		return f
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = plainNumbers(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = plainNumbers(e)
+		}
+		return out
+	}
+	return v
 }
 
 func (l *nodeLog) store(ctx context.Context, s store.Store) (store.Digest, error) {

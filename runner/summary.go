@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -54,9 +55,15 @@ func metricsText(md map[string]any, max int) string {
 	for k := range md {
 		keys = append(keys, k)
 	}
+	isNum := func(v any) bool {
+		switch v.(type) {
+		case float64, json.Number:
+			return true
+		}
+		return false
+	}
 	sort.Slice(keys, func(i, j int) bool {
-		_, ni := md[keys[i]].(float64)
-		_, nj := md[keys[j]].(float64)
+		ni, nj := isNum(md[keys[i]]), isNum(md[keys[j]])
 		if ni != nj {
 			return ni
 		}

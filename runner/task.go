@@ -63,13 +63,14 @@ func (r *pipelineRun) runVariants(ctx context.Context, n *spec.Node, np *spec.No
 	childCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	execs := make([]*store.NodeRun, len(variants))
+	raws := make([]map[string]any, len(variants))
 	var wg sync.WaitGroup
 	for i, v := range variants {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e := r.execute(childCtx, n, np, withVariant(vals.params, v), vals, inputs, v.Label())
-			execs[i] = e
+			e, raw := r.execute(childCtx, n, np, withVariant(vals.params, v), vals, inputs, v.Label())
+			execs[i], raws[i] = e, raw
 			if e.Status != store.StatusSucceeded && onChildError == "stop-all-and-error" {
 				stop()
 			}
@@ -88,7 +89,7 @@ func (r *pipelineRun) runVariants(ctx context.Context, n *spec.Node, np *spec.No
 			nr.Finished = e.Finished
 		}
 		nr.Outputs = append(nr.Outputs, e.Outputs...)
-		for k, x := range e.Metadata {
+		for k, x := range raws[i] {
 			list, _ := vals.metadata[k].([]any)
 			if list == nil {
 				list = make([]any, len(execs))

@@ -222,7 +222,7 @@ func TestRunScenarios(t *testing.T) {
 		{
 			scenario: "metadata-to-parameter", code: 0, run: store.StatusSucceeded,
 			nodes: map[string]store.Status{"tune": "succeeded", "train": "succeeded"},
-			out:   []string{"train | training --lr=0.01 --layers=3 --note=from-pipeline\n"},
+			out:   []string{"train | training --lr=1.0 --layers=3 --note=from-pipeline\n"},
 		},
 		{
 			scenario: "output-properties", args: []string{"--step", "produce"}, code: 0, run: store.StatusSucceeded,
