@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -106,9 +107,11 @@ func (r *pipelineRun) runNode(ctx context.Context, n *spec.Node) *store.NodeRun 
 	for _, w := range out.Warnings {
 		r.printf(n.Name, "warning: %s", w)
 	}
-	if out.Status == store.StatusSucceeded {
+	switch {
+	case out.ReusedFrom != "":
+	case out.Status == store.StatusSucceeded:
 		r.printf(n.Name, "succeeded in %s", out.Duration().Round(1e6))
-	} else {
+	default:
 		r.printf(n.Name, "%s: %s", out.Status, out.Reason)
 	}
 	if err := r.save(ctx); err != nil {
@@ -190,6 +193,29 @@ func (r *pipelineRun) execute(ctx context.Context, n *spec.Node, np *spec.NodePl
 		}
 		job.Resources.GPUs = res.GPUs()
 	}
+	key, keyErr := r.cacheKey(ctx, np, nr.Command, nr.Parameters, vals, job.Resources.GPUs)
+	switch {
+	case errors.Is(keyErr, errNoResolver):
+		// An executor that cannot name image digests cannot reuse results.
+	case keyErr != nil:
+		nr.Warnings = append(nr.Warnings, fmt.Sprintf("no reuse: %v", keyErr))
+	default:
+		nr.CacheKey, nr.CacheParts = key.key, key.parts
+		if !r.noReuse[n.Name] {
+			if hit, why := lookupCache(ctx, r.opts.Store, key.key); hit != nil {
+				out := cloneNode(hit.Result)
+				out.Variant, out.ReusedFrom, out.Attempts, out.Warnings = variant, hit.Run, 0, nil
+				out.Metadata = plainNumbers(out.Metadata).(map[string]any)
+				out.Series, _ = plainNumbers(out.Series).(map[string][]any)
+				r.printf(label, "reused the result of run %s: image, command, parameters, inputs and code are unchanged", hit.Run)
+				return out, hit.Metadata
+			} else if why != "" {
+				r.printf(label, "runs: %s", why)
+			} else {
+				r.printf(label, "runs: %s", r.whyRun(ctx, n.Name, variant, key))
+			}
+		}
+	}
 	select {
 	case r.slots <- struct{}{}:
 		defer func() { <-r.slots }()
@@ -265,7 +291,90 @@ func (r *pipelineRun) execute(ctx context.Context, n *spec.Node, np *spec.NodePl
 	if variant != "" {
 		r.printf(label, "%s %s", nr.Status, nr.Reason)
 	}
+	if nr.Status == store.StatusSucceeded && nr.CacheKey != "" {
+		if err := saveCache(context.WithoutCancel(ctx), r.opts.Store, nr.CacheKey, r.rec.ID, n.Name, nr, log.metadata); err != nil {
+			nr.Warnings = append(nr.Warnings, fmt.Sprintf("the result was not saved for reuse: %v", err))
+		}
+	}
 	return nr, log.metadata
+}
+
+var errNoResolver = errors.New("the executor cannot resolve image digests")
+
+// cacheKey computes what decides an execution's result. It fails when the
+// executor cannot name the image's digest or the code cannot be hashed.
+func (r *pipelineRun) cacheKey(ctx context.Context, np *spec.NodePlan, command string, params map[string]any, vals *nodeValues, gpus int) (cacheKey, error) {
+	resolver, ok := r.opts.Executor.(ImageResolver)
+	if !ok {
+		return cacheKey{}, errNoResolver
+	}
+	digest, err := resolver.ImageDigest(ctx, np.Image)
+	if err != nil {
+		return cacheKey{}, err
+	}
+	source := ""
+	if np.Step.HasSourcePath {
+		source = np.Step.SourcePath
+	}
+	r.codeMu.Lock()
+	code, ok := r.codeHashes[source]
+	if !ok {
+		code, err = codeHash(r.repo, source)
+		if err == nil {
+			r.codeHashes[source] = code
+		}
+	}
+	r.codeMu.Unlock()
+	if err != nil {
+		return cacheKey{}, err
+	}
+	return newCacheKey(digest, command, params, vals.env, vals.inputs, code, gpus), nil
+}
+
+// whyRun says why an execution cannot reuse an earlier result: the parts of
+// its key that changed since the newest earlier run of the same node.
+func (r *pipelineRun) whyRun(ctx context.Context, node, variant string, key cacheKey) string {
+	ids, err := store.ListRuns(ctx, r.opts.Store)
+	if err != nil {
+		return "no earlier result to reuse"
+	}
+	for i, id := range ids {
+		if i == 20 {
+			break
+		}
+		if id == r.rec.ID {
+			continue
+		}
+		rec, err := store.GetRun(ctx, r.opts.Store, id)
+		if err != nil || rec.Pipeline != r.rec.Pipeline {
+			continue
+		}
+		prev := rec.Node(node)
+		if prev == nil {
+			continue
+		}
+		if variant != "" {
+			var match *store.NodeRun
+			for _, e := range prev.Executions {
+				if e.Variant == variant {
+					match = e
+				}
+			}
+			if prev = match; prev == nil {
+				continue
+			}
+		}
+		if prev.CacheParts == nil {
+			continue
+		}
+		if changed := key.changedParts(prev.CacheParts); len(changed) > 0 {
+			return fmt.Sprintf("%s changed since run %s", strings.Join(changed, ", "), id)
+		}
+		if prev.Status != store.StatusSucceeded {
+			return fmt.Sprintf("it %s in run %s, and only successful results are reused", prev.Status, id)
+		}
+	}
+	return "no earlier result to reuse"
 }
 
 func cloneNode(nr *store.NodeRun) *store.NodeRun {
@@ -399,7 +508,8 @@ func (r *pipelineRun) resolveInputs(ctx context.Context, n *spec.Node, np *spec.
 				if decl.Filename != "" && len(files) == 1 && len(ip.Defaults) == 1 {
 					f.Name = decl.Filename
 				}
-				if err := add(f, store.File{Size: f.Size, URI: f.URI}); err != nil {
+				d, _ := store.ParseDigest("sha256:" + f.Digest)
+				if err := add(f, store.File{Size: f.Size, URI: f.URI, Digest: d}); err != nil {
 					return nil, nil, err
 				}
 			}
@@ -518,12 +628,31 @@ func (r *pipelineRun) defaultFiles(ctx context.Context, def string) ([]InputFile
 		if err != nil || !st.Mode().IsRegular() {
 			continue
 		}
-		out = append(out, InputFile{Name: path.Base(m), Path: filepath.Join(r.opts.RepoDir, filepath.FromSlash(m)), Size: st.Size(), URI: def})
+		// The digest makes a changed file a changed input (for reuse).
+		digest, err := fileDigest(root, m)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", def, err)
+		}
+		out = append(out, InputFile{Name: path.Base(m), Path: filepath.Join(r.opts.RepoDir, filepath.FromSlash(m)), Size: st.Size(), URI: def, Digest: digest})
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%s: no such file in the repository", def)
 	}
 	return out, nil
+}
+
+// fileDigest is the hex sha256 of a file inside root.
+func fileDigest(root *os.Root, name string) (string, error) {
+	f, err := root.Open(name)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // fsGlob matches a slash-separated pattern inside root (no escaping it).

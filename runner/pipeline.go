@@ -45,6 +45,10 @@ type Options struct {
 	MaxRetries int
 	// TempDir holds the run's working files; empty means the system's.
 	TempDir string
+	// NoCache runs every node, reusing no earlier result; NoCacheNodes runs
+	// these nodes and everything that depends on them.
+	NoCache      bool
+	NoCacheNodes []string
 	// OnNodeStatus, when set, is told each time a node changes status (for a
 	// live status display). It is called from the node's goroutine, never
 	// with a lock held.
@@ -84,6 +88,11 @@ type pipelineRun struct {
 	// slots holds a token for each running container: at most Concurrency,
 	// task executions included.
 	slots chan struct{}
+	// noReuse holds the nodes that must run whatever the cache holds.
+	noReuse map[string]bool
+	// codeHashes memoizes the hash of the code each source-path sees.
+	codeMu     sync.Mutex
+	codeHashes map[string]string
 }
 
 // nodeValues is what a finished node passes along edges.
@@ -132,6 +141,32 @@ func newPipelineRun(opts Options) (*pipelineRun, error) {
 	for _, np := range plans {
 		r.plans[np.Node.Name] = np
 	}
+	r.codeHashes = map[string]string{}
+	r.noReuse = map[string]bool{}
+	reuse := opts.Pipeline.ReuseExecutions == nil || *opts.Pipeline.ReuseExecutions
+	for _, n := range opts.Pipeline.Nodes {
+		if !reuse || opts.NoCache {
+			r.noReuse[n.Name] = true
+		}
+	}
+	for _, name := range opts.NoCacheNodes {
+		if opts.Pipeline.Node(name) == nil {
+			return nil, fmt.Errorf("--no-cache %s: the pipeline has no node %q", name, name)
+		}
+		// The node and everything downstream of it.
+		queue := []string{name}
+		for len(queue) > 0 {
+			n := queue[0]
+			queue = queue[1:]
+			if r.noReuse[n] && n != name {
+				continue
+			}
+			r.noReuse[n] = true
+			for _, d := range g.Dependents(n) {
+				queue = append(queue, d.Name)
+			}
+		}
+	}
 	r.rec = &store.Run{ID: opts.RunID, Pipeline: opts.Pipeline.Name, File: opts.Config.File, Commit: opts.Commit,
 		Branch: opts.Branch, Status: store.StatusRunning, Started: now().UTC()}
 	if len(opts.Params) > 0 {
@@ -156,9 +191,10 @@ func (r *pipelineRun) cleanup() {
 	}
 }
 
-// NewRunID returns a run id that sorts by start time: 20060102T150405Z-xxxxxx.
+// NewRunID returns a run id that sorts by start time, to the microsecond:
+// 20060102T150405.000000Z-xxxxxx.
 func NewRunID(t time.Time) string {
-	return t.UTC().Format("20060102T150405Z") + "-" + randomHex(3)
+	return t.UTC().Format("20060102T150405.000000Z") + "-" + randomHex(3)
 }
 
 func (r *pipelineRun) save(ctx context.Context) error {

@@ -26,7 +26,7 @@ func WriteSummary(w io.Writer, rec *store.Run) error {
 		if d := n.Duration(); d > 0 {
 			dur = d.Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Status, dur, exit, metricsText(n.Metadata, 4))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, statusText(n), dur, exit, metricsText(n.Metadata, 4))
 		for _, e := range n.Executions {
 			exit, dur := "-", "-"
 			if e.ExitCode != nil {
@@ -35,7 +35,7 @@ func WriteSummary(w io.Writer, rec *store.Run) error {
 			if d := e.Duration(); d > 0 {
 				dur = d.Round(time.Millisecond).String()
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", e.Variant, e.Status, dur, exit, metricsText(e.Metadata, 4))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", e.Variant, statusText(e), dur, exit, metricsText(e.Metadata, 4))
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -47,6 +47,14 @@ func WriteSummary(w io.Writer, rec *store.Run) error {
 	}
 	_, err := fmt.Fprintln(w, verdict)
 	return err
+}
+
+// statusText is a node's status, "reused" for a result taken from an earlier run.
+func statusText(n *store.NodeRun) string {
+	if n.ReusedFrom != "" {
+		return "reused"
+	}
+	return string(n.Status)
 }
 
 // metricsText prints up to max metadata values as key=value, numbers first.

@@ -316,11 +316,13 @@ type Deployment struct {
 
 // Pipeline is a DAG of nodes joined by edges.
 type Pipeline struct {
-	Name            string
-	Nodes           []*Node
-	Edges           []*Edge
-	Parameters      []*PipelineParameter
-	ReuseExecutions bool
+	Name       string
+	Nodes      []*Node
+	Edges      []*Edge
+	Parameters []*PipelineParameter
+	// ReuseExecutions is nil when the file does not say; sluice then reuses
+	// unchanged nodes. Set to false, every node runs.
+	ReuseExecutions *bool
 	// ShortForm is set when the pipeline was written as `connections:` between
 	// steps, which Valohai itself does not accept.
 	ShortForm bool

@@ -640,8 +640,11 @@ func (b *builder) endpoint(v *Value) *Endpoint {
 }
 
 func (b *builder) pipeline(v *Value, label string) *Pipeline {
-	pl := &Pipeline{Name: getStr(v, "name"), ReuseExecutions: getBool(v, "reuse-executions", false), Pos: v.Pos,
+	pl := &Pipeline{Name: getStr(v, "name"), Pos: v.Pos,
 		ShortForm: b.short[v]}
+	if re := v.Get("reuse-executions"); re != nil && re.Kind == KindBool {
+		pl.ReuseExecutions = &re.Bool
+	}
 	for i, nv := range v.Get("nodes").Items {
 		pl.Nodes = append(pl.Nodes, b.node(nv, fmt.Sprintf("%s.nodes[%d]", label, i)))
 	}

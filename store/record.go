@@ -79,6 +79,13 @@ type NodeRun struct {
 	// Log is the digest of the node's log (stdout and stderr, in order) in the blob store.
 	Log      Digest   `json:"log,omitzero"`
 	Warnings []string `json:"warnings,omitempty"`
+	// ReusedFrom names the run whose result this node reused (nothing ran).
+	ReusedFrom string `json:"reused_from,omitempty"`
+	// CacheKey identifies everything that decided the result; CacheParts
+	// hashes each part (image, command, parameters, environment, inputs,
+	// code, resources), to say what changed between runs.
+	CacheKey   string            `json:"cache_key,omitempty"`
+	CacheParts map[string]string `json:"cache_parts,omitempty"`
 	// Variant labels one execution of a task node ("lr=0.1 epochs=3").
 	Variant string `json:"variant,omitempty"`
 	// Executions holds a task node's executions, one per variant; the node's

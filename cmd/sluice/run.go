@@ -71,7 +71,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	var pipeline, step, task, storeURL, pull string
 	var params []string
 	var concurrency int
-	var noCache bool
+	var noCache []string
 	cmd := &cobra.Command{
 		Use:   "run [FILE]",
 		Short: "Run a pipeline (or one step) in containers on Docker, keeping every output, log and metric",
@@ -87,7 +87,14 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			if concurrency == 0 {
 				concurrency = runtime.NumCPU()
 			}
-			_ = noCache // reuse of unchanged nodes comes with the cache; every node runs now
+			noCacheAll, noCacheNodes := false, []string(nil)
+			for _, n := range noCache {
+				if n == "*" {
+					noCacheAll = true
+				} else {
+					noCacheNodes = append(noCacheNodes, n)
+				}
+			}
 			pullPolicy, err := docker.ParsePullPolicy(pull)
 			if err != nil {
 				return usageErrorf("--pull: %v", err)
@@ -136,6 +143,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			rec, err := runner.Run(cmd.Context(), runner.Options{
 				Config: cfg, Pipeline: p, Params: values, Executor: exec, Store: st, RepoDir: repo,
 				Concurrency: concurrency, RunID: runID, Log: log, Logger: logger, OnNodeStatus: onStatus,
+				NoCache: noCacheAll, NoCacheNodes: noCacheNodes,
 				Commit: gitOutput(repo, "rev-parse", "HEAD"), Branch: gitOutput(repo, "rev-parse", "--abbrev-ref", "HEAD"),
 			})
 			stopLive()
@@ -171,7 +179,8 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&task, "task", "", "run a task: a step once per variant of its parameters")
 	f.StringArrayVarP(&params, "param", "p", nil, "pipeline parameter value NAME=VALUE (repeatable)")
 	f.IntVar(&concurrency, "concurrency", 0, "how many nodes run at once (default: the number of CPUs)")
-	f.BoolVar(&noCache, "no-cache", false, "run every node, reusing no earlier result")
+	f.StringSliceVar(&noCache, "no-cache", nil, "run every node (--no-cache), or a node and what depends on it (--no-cache=NODE), reusing no earlier result")
+	f.Lookup("no-cache").NoOptDefVal = "*"
 	f.StringVar(&storeURL, "store", "", "where outputs, logs and run records go: a directory (default .sluice in the repository)")
 	f.StringVar(&pull, "pull", "missing", "when to pull images: missing, always or never")
 	return cmd

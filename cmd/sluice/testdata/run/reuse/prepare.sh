@@ -1,0 +1,2 @@
+cp /valohai/inputs/raw/raw.txt /valohai/outputs/data.txt
+echo prepared

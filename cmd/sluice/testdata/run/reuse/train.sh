@@ -1,0 +1,2 @@
+wc -l < /valohai/inputs/data/data.txt > /valohai/outputs/model.txt
+echo "trained $*"
