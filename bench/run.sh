@@ -3,8 +3,9 @@
 #   chain    - 20 busybox steps, each passing a small file to the next, against
 #              20 plain `docker run --rm` calls of the same image;
 #   parallel - 16 independent 1-second steps at --concurrency 8, against the ideal 2 s;
+#   reuse    - rerunning the unchanged chain: no container starts (target <= 1 s, <= 5% of the first run);
 #   memory   - sluice's peak RSS while a step writes 1 GB of logs and a 1 GiB output.
-# Usage: bash bench/run.sh [chain|parallel|memory]...   (default: all)
+# Usage: bash bench/run.sh [chain|parallel|reuse|memory]...   (default: all)
 # Needs Docker and the test image (testdata/images/build.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -76,10 +77,28 @@ YAML
 	printf 'memory: 1 GB of logs + 1 GiB output in %.1fs: sluice peak RSS %d MiB (target <= 100 MiB)\n' "$sl" "$((rss / 1024))"
 }
 
+reuse() {
+	local dir=$work/reuse
+	mkdir -p "$dir"
+	chain >/dev/null # writes the 20-step chain into $work/chain
+	cp "$work/chain/valohai.yaml" "$dir/"
+	local t0 first again
+	t0=$(now)
+	(cd "$dir" && "$root/bin/sluice" run --pull never >/dev/null 2>&1)
+	first=$(elapsed "$t0")
+	t0=$(now)
+	(cd "$dir" && "$root/bin/sluice" run --pull never >"$work/reuse.out" 2>&1)
+	again=$(elapsed "$t0")
+	local reused
+	reused=$(grep -c 'reused the result' "$work/reuse.out" || true)
+	printf 'reuse: unchanged 20-step chain: first run %.2fs, rerun %.2fs (%.1f%%, target <= 1s and <= 5%%), %d of 20 nodes reused\n' \
+		"$first" "$again" "$(echo "100 * $again / $first" | bc -l)" "$reused"
+}
+
 root=$PWD
 command -v bc >/dev/null || { echo "bench: needs bc (apt-get install bc)" >&2; exit 1; }
 [[ -x /usr/bin/time ]] || { echo "bench: needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
 docker image inspect "$IMAGE" >/dev/null 2>&1 || bash testdata/images/build.sh
-for b in "${@:-chain parallel memory}"; do
+for b in "${@:-chain parallel reuse memory}"; do
 	for x in $b; do "$x"; done
 done
