@@ -35,9 +35,13 @@ func (r *pipelineRun) runNode(ctx context.Context, n *spec.Node) *store.NodeRun 
 	fail := func(format string, args ...any) *store.NodeRun {
 		reason := fmt.Sprintf(format, args...)
 		r.printf(n.Name, "failed: %s", reason)
+		status := store.StatusFailed
+		if r.opts.DryRun {
+			status, reason = store.StatusWouldRun, "cannot tell: "+reason
+		}
 		var out *store.NodeRun
 		r.setNode(n.Name, func(nr *store.NodeRun) {
-			nr.Status, nr.Reason = store.StatusFailed, reason
+			nr.Status, nr.Reason = status, reason
 			if nr.Finished.IsZero() {
 				nr.Finished = r.now().UTC()
 			}
@@ -209,12 +213,24 @@ func (r *pipelineRun) execute(ctx context.Context, n *spec.Node, np *spec.NodePl
 				out.Series, _ = plainNumbers(out.Series).(map[string][]any)
 				r.printf(label, "reused the result of run %s: image, command, parameters, inputs and code are unchanged", hit.Run)
 				return out, hit.Metadata
-			} else if why != "" {
-				r.printf(label, "runs: %s", why)
 			} else {
-				r.printf(label, "runs: %s", r.whyRun(ctx, n.Name, variant, key))
+				if why == "" {
+					why = r.whyRun(ctx, n.Name, variant, key)
+				}
+				if r.opts.DryRun {
+					nr.Status, nr.Reason = store.StatusWouldRun, why
+					return nr, nil
+				}
+				r.printf(label, "runs: %s", why)
 			}
 		}
+	}
+	if r.opts.DryRun {
+		nr.Status, nr.Reason = store.StatusWouldRun, "reuse is off for this node"
+		if keyErr != nil {
+			nr.Reason = fmt.Sprintf("cannot tell: %v", keyErr)
+		}
+		return nr, nil
 	}
 	select {
 	case r.slots <- struct{}{}:
@@ -596,6 +612,8 @@ func safeInputName(name string) error {
 // repository, or an http(s) URL.
 func (r *pipelineRun) defaultFiles(ctx context.Context, def string) ([]InputFile, error) {
 	switch {
+	case (strings.HasPrefix(def, "http://") || strings.HasPrefix(def, "https://")) && r.opts.DryRun:
+		return nil, fmt.Errorf("%s would have to be downloaded to know whether it changed", def)
 	case strings.HasPrefix(def, "http://") || strings.HasPrefix(def, "https://"):
 		f, err := r.download(ctx, def)
 		if err != nil {

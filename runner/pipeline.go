@@ -45,6 +45,12 @@ type Options struct {
 	MaxRetries int
 	// TempDir holds the run's working files; empty means the system's.
 	TempDir string
+	// Sluice is the pipeline's sluice.yaml, or nil.
+	Sluice *spec.SluiceConfig
+	// DryRun decides, for every node, whether it would reuse an earlier
+	// result or run (and why), without running anything or writing to the
+	// store. Nodes that would run get StatusWouldRun.
+	DryRun bool
 	// NoCache runs every node, reusing no earlier result; NoCacheNodes runs
 	// these nodes and everything that depends on them.
 	NoCache      bool
@@ -145,7 +151,7 @@ func newPipelineRun(opts Options) (*pipelineRun, error) {
 	r.noReuse = map[string]bool{}
 	reuse := opts.Pipeline.ReuseExecutions == nil || *opts.Pipeline.ReuseExecutions
 	for _, n := range opts.Pipeline.Nodes {
-		if !reuse || opts.NoCache {
+		if s := opts.Config.NodeStep(n); !reuse || opts.NoCache || s != nil && !opts.Sluice.Reuses(s.Name) {
 			r.noReuse[n.Name] = true
 		}
 	}
@@ -191,6 +197,9 @@ func (r *pipelineRun) cleanup() {
 	}
 }
 
+// wouldRunPrefix marks a skip reason that means "would run" in a dry run.
+const wouldRunPrefix = "\x00would-run:"
+
 // NewRunID returns a run id that sorts by start time, to the microsecond:
 // 20060102T150405.000000Z-xxxxxx.
 func NewRunID(t time.Time) string {
@@ -198,6 +207,9 @@ func NewRunID(t time.Time) string {
 }
 
 func (r *pipelineRun) save(ctx context.Context) error {
+	if r.opts.DryRun {
+		return nil
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return store.PutRun(context.WithoutCancel(ctx), r.opts.Store, r.rec)
@@ -237,7 +249,11 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 				}
 				started[n.Name] = true
 				if why := r.skipReason(n); why != "" {
-					r.finishSkipped(n.Name, why)
+					if rest, ok := strings.CutPrefix(why, wouldRunPrefix); ok {
+						r.setNode(n.Name, func(nr *store.NodeRun) { nr.Status, nr.Reason = store.StatusWouldRun, rest })
+					} else {
+						r.finishSkipped(n.Name, why)
+					}
 					done[n.Name] = true
 					continue
 				}
@@ -273,6 +289,9 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 			}
 		case store.StatusCancelled:
 			stopping = true
+		}
+		if r.opts.DryRun {
+			continue
 		}
 		if act := r.actions(n, res.nr); act.then != "" && !stopping {
 			switch act.then {
@@ -319,6 +338,9 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 		return r.rec, err
 	}
 	r.log.Info("run finished", "run", r.rec.ID, "status", r.rec.Status)
+	if r.opts.DryRun {
+		return r.rec, nil
+	}
 	switch r.rec.Status {
 	case store.StatusSucceeded:
 		return r.rec, nil
@@ -339,6 +361,8 @@ func (r *pipelineRun) skipReason(n *spec.Node) string {
 	for _, dep := range r.graph.Deps(n.Name) {
 		dr := r.rec.Node(dep.Name)
 		switch dr.Status {
+		case store.StatusWouldRun:
+			return fmt.Sprintf("%swaits for node %q, which would run", wouldRunPrefix, dep.Name)
 		case store.StatusSkipped:
 			return fmt.Sprintf("node %q, which it waits for, was skipped", dep.Name)
 		case store.StatusFailed, store.StatusCancelled:

@@ -79,7 +79,7 @@ func (r *pipelineRun) runVariants(ctx context.Context, n *spec.Node, np *spec.No
 	wg.Wait()
 
 	nr := &store.NodeRun{Status: store.StatusSucceeded, Executions: execs}
-	failed := 0
+	failed, wouldRun := 0, 0
 	vals.metadata = map[string]any{}
 	for i, e := range execs {
 		if nr.Started.IsZero() || !e.Started.IsZero() && e.Started.Before(nr.Started) {
@@ -97,12 +97,18 @@ func (r *pipelineRun) runVariants(ctx context.Context, n *spec.Node, np *spec.No
 			list[i] = x
 			vals.metadata[k] = list
 		}
-		if e.Status != store.StatusSucceeded {
+		switch e.Status {
+		case store.StatusSucceeded:
+		case store.StatusWouldRun:
+			wouldRun++
+		default:
 			failed++
 		}
 	}
 	vals.outputs = nr.Outputs
 	switch {
+	case wouldRun > 0:
+		nr.Status, nr.Reason = store.StatusWouldRun, fmt.Sprintf("%d of %d executions would run", wouldRun, len(execs))
 	case ctx.Err() != nil:
 		nr.Status, nr.Reason = store.StatusCancelled, "the run was cancelled"
 	case failed > 0 && onChildError != "continue-and-complete":

@@ -53,6 +53,9 @@ const (
 	StatusStopped   Status = "stopped"
 	StatusSkipped   Status = "skipped"
 	StatusCancelled Status = "cancelled"
+	// StatusWouldRun is only used by dry runs (sluice plan): the node would
+	// run rather than reuse an earlier result.
+	StatusWouldRun Status = "would-run"
 )
 
 // NodeRun is the record of one node of a run.

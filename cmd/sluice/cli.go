@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -169,8 +170,9 @@ func plural(n int, word string) string {
 }
 
 func newPlanCmd(stdout io.Writer) *cobra.Command {
-	var format, pipeline, step, task string
+	var format, pipeline, step, task, storeURL string
 	var params []string
+	var reuse bool
 	cmd := &cobra.Command{
 		Use:   "plan [FILE]",
 		Short: "Show what a pipeline would run: the DAG in layers, each node's image, command and inputs",
@@ -187,7 +189,7 @@ func newPlanCmd(stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg, p, _, err := loadPipeline(cmd.ErrOrStderr(), args, pipeline, step)
+			cfg, p, file, err := loadPipeline(cmd.ErrOrStderr(), args, pipeline, step)
 			if err != nil {
 				return err
 			}
@@ -199,11 +201,17 @@ func newPlanCmd(stdout io.Writer) *cobra.Command {
 			case formatMermai:
 				_, err = io.WriteString(stdout, p.Mermaid(nil))
 			case formatJSON:
+				out := plan.JSON()
+				if reuse {
+					out["reuse"] = reuseJSON(predictReuse(cmd.Context(), cmd.ErrOrStderr(), cfg, p, values, file, storeURL))
+				}
 				enc := json.NewEncoder(stdout)
 				enc.SetIndent("", "  ")
-				err = enc.Encode(plan.JSON())
+				err = enc.Encode(out)
 			default:
-				err = plan.WriteText(stdout)
+				if err = plan.WriteText(stdout); err == nil && reuse {
+					err = writeReuse(stdout, predictReuse(cmd.Context(), cmd.ErrOrStderr(), cfg, p, values, file, storeURL))
+				}
 			}
 			return err
 		},
@@ -212,6 +220,8 @@ func newPlanCmd(stdout io.Writer) *cobra.Command {
 	cmd.Flags().StringVar(&pipeline, "pipeline", "", "the pipeline to plan (needed when the file has several)")
 	cmd.Flags().StringVar(&step, "step", "", "plan a single step instead of a pipeline")
 	cmd.Flags().StringVar(&task, "task", "", "plan a task (a sweep of a step's parameters)")
+	cmd.Flags().BoolVar(&reuse, "reuse", true, "say which nodes would reuse an earlier result and why the others would run (needs Docker for image digests)")
+	cmd.Flags().StringVar(&storeURL, "store", "", "the store to look for earlier results in (default .sluice in the repository)")
 	cmd.Flags().StringArrayVarP(&params, "param", "p", nil, "pipeline parameter value NAME=VALUE (repeatable)")
 	return cmd
 }
@@ -248,6 +258,19 @@ func loadPipeline(stderr io.Writer, args []string, pipeline, step string) (*spec
 	}
 	p, err := choosePipeline(cfg, file, pipeline, step)
 	return cfg, p, file, err
+}
+
+// loadSluiceConfig reads the sluice.yaml beside the pipeline file, if any.
+func loadSluiceConfig(stderr io.Writer, file string, cfg *spec.Config) (*spec.SluiceConfig, error) {
+	name := filepath.Join(filepath.Dir(file), "sluice.yaml")
+	sc, diags := spec.LoadSluiceConfig(name, cfg)
+	for _, d := range diags {
+		fmt.Fprintln(stderr, d.String())
+	}
+	if diags.HasErrors() {
+		return nil, usageErrorf("%s has %s", name, plural(diags.Count(spec.SeverityError), "error"))
+	}
+	return sc, nil
 }
 
 func choosePipeline(cfg *spec.Config, file, pipeline, step string) (*spec.Pipeline, error) {

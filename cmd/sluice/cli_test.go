@@ -92,7 +92,7 @@ func TestLintJSON(t *testing.T) {
 }
 
 func TestPlan(t *testing.T) {
-	code, out, errOut := runCLI(t, "plan", "--pipeline", "My little pipeline", corpus+"examples/pipeline-example.yaml")
+	code, out, errOut := runCLI(t, "plan", "--reuse=false", "--pipeline", "My little pipeline", corpus+"examples/pipeline-example.yaml")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -109,7 +109,7 @@ func TestPlan(t *testing.T) {
 }
 
 func TestPlanRendersCommandWithPipelineParameters(t *testing.T) {
-	code, out, errOut := runCLI(t, "plan", "--pipeline", "Example Pipeline with Parameters", "-p", "param0-float=2.5", "--format", "json", corpus+"examples/pipeline-with-parameters-example.yaml")
+	code, out, errOut := runCLI(t, "plan", "--reuse=false", "--pipeline", "Example Pipeline with Parameters", "-p", "param0-float=2.5", "--format", "json", corpus+"examples/pipeline-with-parameters-example.yaml")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -128,32 +128,32 @@ func TestPlanRendersCommandWithPipelineParameters(t *testing.T) {
 			t.Errorf("command %q lacks %q", cmd, want)
 		}
 	}
-	if code, _, errOut := runCLI(t, "plan", "--pipeline", "Example Pipeline with Parameters", "-p", "nope=1", corpus+"examples/pipeline-with-parameters-example.yaml"); code != 3 || !strings.Contains(errOut, `no parameter "nope"`) {
+	if code, _, errOut := runCLI(t, "plan", "--reuse=false", "--pipeline", "Example Pipeline with Parameters", "-p", "nope=1", corpus+"examples/pipeline-with-parameters-example.yaml"); code != 3 || !strings.Contains(errOut, `no parameter "nope"`) {
 		t.Errorf("unknown parameter: exit %d, %s", code, errOut)
 	}
 }
 
 func TestPlanMermaid(t *testing.T) {
-	code, out, _ := runCLI(t, "plan", "--format", "mermaid", "--pipeline", "My little pipeline", corpus+"examples/pipeline-example.yaml")
+	code, out, _ := runCLI(t, "plan", "--reuse=false", "--format", "mermaid", "--pipeline", "My little pipeline", corpus+"examples/pipeline-example.yaml")
 	if code != 0 || !strings.HasPrefix(out, "flowchart LR\n") || !strings.Contains(out, `n0["batch1<br/><small>Batch feature extraction</small>"]`) {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
 }
 
 func TestPlanChoosingPipeline(t *testing.T) {
-	code, _, errOut := runCLI(t, "plan", corpus+"examples/pipeline-example.yaml")
+	code, _, errOut := runCLI(t, "plan", "--reuse=false", corpus+"examples/pipeline-example.yaml")
 	if code != 3 || !strings.Contains(errOut, "choose one with --pipeline") {
 		t.Errorf("several pipelines: exit %d, %s", code, errOut)
 	}
-	code, _, errOut = runCLI(t, "plan", "--pipeline", "nope", corpus+"examples/pipeline-example.yaml")
+	code, _, errOut = runCLI(t, "plan", "--reuse=false", "--pipeline", "nope", corpus+"examples/pipeline-example.yaml")
 	if code != 3 || !strings.Contains(errOut, `no pipeline "nope"`) {
 		t.Errorf("unknown pipeline: exit %d, %s", code, errOut)
 	}
-	code, out, errOut := runCLI(t, "plan", "--step", "run training", corpus+"examples/example1.yaml")
+	code, out, errOut := runCLI(t, "plan", "--reuse=false", "--step", "run training", corpus+"examples/example1.yaml")
 	if code != 0 || !strings.Contains(out, "--seed=1") {
 		t.Errorf("single step: exit %d, %s %s", code, out, errOut)
 	}
-	code, _, errOut = runCLI(t, "plan", corpus+"error_examples/invalid-edge-parts.yaml")
+	code, _, errOut = runCLI(t, "plan", "--reuse=false", corpus+"error_examples/invalid-edge-parts.yaml")
 	if code != 3 || !strings.Contains(errOut, "must have 3 parts") {
 		t.Errorf("invalid file: exit %d, %s", code, errOut)
 	}
@@ -176,7 +176,7 @@ func TestExamplesLint(t *testing.T) {
 		if code, out, errOut := runCLI(t, "lint", "--strict", f); code != 0 {
 			t.Errorf("%s: exit %d\n%s%s", f, code, out, errOut)
 		}
-		if code, _, errOut := runCLI(t, "plan", f); code != 0 {
+		if code, _, errOut := runCLI(t, "plan", "--reuse=false", f); code != 0 {
 			t.Errorf("plan %s: exit %d\n%s", f, code, errOut)
 		}
 	}
@@ -184,11 +184,11 @@ func TestExamplesLint(t *testing.T) {
 
 // -p sets a step's parameters when a single step is planned or run.
 func TestPlanStepWithParameter(t *testing.T) {
-	code, out, errOut := runCLI(t, "plan", "--step", "run training", "-p", "seed=7", corpus+"examples/example1.yaml")
+	code, out, errOut := runCLI(t, "plan", "--reuse=false", "--step", "run training", "-p", "seed=7", corpus+"examples/example1.yaml")
 	if code != 0 || !strings.Contains(out, "--seed=7") {
 		t.Fatalf("exit %d: %s %s", code, out, errOut)
 	}
-	code, _, errOut = runCLI(t, "plan", "--step", "run training", "-p", "sed=7", corpus+"examples/example1.yaml")
+	code, _, errOut = runCLI(t, "plan", "--reuse=false", "--step", "run training", "-p", "sed=7", corpus+"examples/example1.yaml")
 	if code != 3 || !strings.Contains(errOut, `no parameter "sed"`) || !strings.Contains(errOut, "seed") {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluice-ci/sluice/internal/dockertest"
 	"github.com/sluice-ci/sluice/store"
+	"github.com/sluice-ci/sluice/store/file"
 )
 
 // runIn runs the sluice binary in dir (not a copy) and returns the newest run.
@@ -79,6 +80,28 @@ func TestReuse(t *testing.T) {
 		t.Errorf("why report ran is not said:\n%s", res.stdout)
 	}
 
+	// plan says the same before anything runs, and runs and records nothing.
+	st, err := file.New(filepath.Join(dir, ".sluice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := store.ListRuns(context.Background(), st)
+	plan := exec.Command(os.Args[0], "plan", "-p", "title=third")
+	plan.Dir = dir
+	plan.Env = append(os.Environ(), "SLUICE_TEST_MAIN=1")
+	out, err := plan.CombinedOutput()
+	if err != nil {
+		t.Fatalf("plan: %v\n%s", err, out)
+	}
+	for _, want := range []string{"prepare  reused from run " + rec1.ID, "report   runs: command, parameters changed since run"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("plan lacks %q:\n%s", want, out)
+		}
+	}
+	if after, _ := store.ListRuns(context.Background(), st); len(after) != len(before) {
+		t.Errorf("plan recorded a run: %d runs before, %d after", len(before), len(after))
+	}
+
 	os.WriteFile(filepath.Join(dir, "NOTES.md"), []byte("changed, but no step sees it\n"), 0o644)
 	step("file outside every source-path", "prepare,train,report", "-p", "title=other")
 
@@ -114,6 +137,12 @@ func TestReuse(t *testing.T) {
 	// --no-cache=train runs train and what depends on it; --no-cache runs all.
 	step("no cache for train", "prepare", "--no-cache=train")
 	step("no cache", "", "--no-cache")
+
+	// A step can opt out in sluice.yaml; what it produces is the same, so
+	// what comes after it is still reused.
+	os.WriteFile(filepath.Join(dir, "sluice.yaml"), []byte("steps:\n  prepare:\n    reuse: false\n"), 0o644)
+	step("sluice.yaml opt-out", "train,report")
+	os.Remove(filepath.Join(dir, "sluice.yaml"))
 
 	// kill -9 in the middle of a run, then run again: what finished is reused.
 	cmd := exec.Command(os.Args[0], "run", "--pull", "never", "--no-cache=report", "-p", "sleep=30")
@@ -161,5 +190,4 @@ func verifyBlobs(t *testing.T, root string) {
 	if n == 0 {
 		t.Error("no blobs found")
 	}
-	_ = context.Background
 }

@@ -111,6 +111,10 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			sc, err := loadSluiceConfig(stderr, fileName, cfg)
+			if err != nil {
+				return err
+			}
 			// The pipeline's repository is the directory of its valohai.yaml (as
 			// on Valohai, where valohai.yaml sits at the repository's root); the
 			// store is shared by the whole git work tree around it.
@@ -143,7 +147,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			rec, err := runner.Run(cmd.Context(), runner.Options{
 				Config: cfg, Pipeline: p, Params: values, Executor: exec, Store: st, RepoDir: repo,
 				Concurrency: concurrency, RunID: runID, Log: log, Logger: logger, OnNodeStatus: onStatus,
-				NoCache: noCacheAll, NoCacheNodes: noCacheNodes,
+				NoCache: noCacheAll, NoCacheNodes: noCacheNodes, Sluice: sc,
 				Commit: gitOutput(repo, "rev-parse", "HEAD"), Branch: gitOutput(repo, "rev-parse", "--abbrev-ref", "HEAD"),
 			})
 			stopLive()
