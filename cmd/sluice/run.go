@@ -22,10 +22,12 @@ import (
 	"github.com/sluice-ci/sluice/runner/docker"
 	"github.com/sluice-ci/sluice/store"
 	"github.com/sluice-ci/sluice/store/file"
+	"github.com/sluice-ci/sluice/store/gcs"
 )
 
-// openStore opens the store a URL names: a path or file://path for the local
-// store; empty means .sluice in the repository.
+// openStore opens the store a URL names: gs://bucket/prefix for Google Cloud
+// Storage (Application Default Credentials), a path or file://path for the
+// local store; empty means .sluice in the repository.
 func openStore(url, repo string) (store.Store, error) {
 	switch {
 	case url == "":
@@ -33,9 +35,15 @@ func openStore(url, repo string) (store.Store, error) {
 	case strings.HasPrefix(url, "file://"):
 		url = strings.TrimPrefix(url, "file://")
 	case strings.HasPrefix(url, "gs://"):
-		return nil, usageErrorf("--store %s: Google Cloud Storage stores are not supported by this version yet; use a local directory", url)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		s, err := gcs.New(ctx, url)
+		if err != nil {
+			return nil, &exitError{code: exitUsage, err: fmt.Errorf("--store %s: %w", url, err)}
+		}
+		return s, nil
 	case strings.Contains(url, "://"):
-		return nil, usageErrorf("--store %s: unknown store; use a directory (or file://DIR)", url)
+		return nil, usageErrorf("--store %s: unknown store; use gs://BUCKET/PREFIX or a directory (file://DIR)", url)
 	}
 	s, err := file.New(url)
 	if err != nil {
@@ -185,7 +193,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.IntVar(&concurrency, "concurrency", 0, "how many nodes run at once (default: the number of CPUs)")
 	f.StringSliceVar(&noCache, "no-cache", nil, "run every node (--no-cache), or a node and what depends on it (--no-cache=NODE), reusing no earlier result")
 	f.Lookup("no-cache").NoOptDefVal = "*"
-	f.StringVar(&storeURL, "store", "", "where outputs, logs and run records go: a directory (default .sluice in the repository)")
+	f.StringVar(&storeURL, "store", "", "where outputs, logs and run records go: gs://BUCKET/PREFIX or a directory (default .sluice in the repository)")
 	f.StringVar(&pull, "pull", "missing", "when to pull images: missing, always or never")
 	return cmd
 }

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fsouza/fake-gcs-server/fakestorage"
+
+	"github.com/sluice-ci/sluice/internal/dockertest"
+	"github.com/sluice-ci/sluice/store"
+	"github.com/sluice-ci/sluice/store/gcs"
+)
+
+// A run keeps everything in a gs:// store. The stand-in for Google Cloud
+// Storage is fake-gcs-server (a real HTTP server speaking the JSON API) on
+// 127.0.0.1, reached by the real client through STORAGE_EMULATOR_HOST.
+func TestRunWithGCSStore(t *testing.T) {
+	dockertest.Client(t)
+	dockertest.Image(t)
+	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", PublicHost: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "team-runs"})
+	host := strings.TrimPrefix(srv.URL(), "http://")
+	t.Setenv("STORAGE_EMULATOR_HOST", host)
+
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join("testdata", "run", "fan-out-fan-in"))); err != nil {
+		t.Fatal(err)
+	}
+	sluice := func(args ...string) (string, int) {
+		cmd := exec.Command(os.Args[0], args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "SLUICE_TEST_MAIN=1")
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return string(out), code
+	}
+	url := "gs://team-runs/ci/sluice"
+	if out, code := sluice("run", "--pull", "never", "--store", url); code != 0 {
+		t.Fatalf("run: exit %d\n%s", code, out)
+	}
+	st, err := gcs.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := store.ListRuns(context.Background(), st)
+	if err != nil || len(ids) != 1 {
+		t.Fatalf("runs in the bucket: %v %v", ids, err)
+	}
+	rec, err := store.GetRun(context.Background(), st, ids[0])
+	if err != nil || rec.Status != store.StatusSucceeded {
+		t.Fatalf("run record: %v %v", rec, err)
+	}
+	joined := rec.Node("join").Output("joined.txt")
+	if joined == nil {
+		t.Fatal("joined.txt not recorded")
+	}
+	// The objects sit under the prefix, findable with plain gsutil.
+	if _, err := srv.GetObject("team-runs", "ci/sluice/"+store.RunKey(rec.ID)); err != nil {
+		t.Errorf("run record object: %v", err)
+	}
+	if _, err := srv.GetObject("team-runs", "ci/sluice/"+store.BlobKey(joined.Digest)); err != nil {
+		t.Errorf("output blob object: %v", err)
+	}
+	out, code := sluice("artifacts", "get", "--store", url, rec.ID, "join", "joined.txt", "-")
+	if code != 0 || out != "LEFT\nRIGHT\n" {
+		t.Errorf("artifacts get: exit %d, %q", code, out)
+	}
+	// A second run reuses everything from the bucket.
+	if out, code := sluice("run", "--pull", "never", "--store", url); code != 0 || strings.Count(out, "reused the result") != 4 {
+		t.Errorf("rerun: exit %d\n%s", code, out)
+	}
+	if out, code := sluice("runs", "--store", "gs://no-such-bucket"); code != 3 || !strings.Contains(out, "no-such-bucket") {
+		t.Errorf("missing bucket: exit %d\n%s", code, out)
+	}
+}
