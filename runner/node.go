@@ -620,9 +620,11 @@ func (r *pipelineRun) defaultFiles(ctx context.Context, def string) ([]InputFile
 			return nil, err
 		}
 		return []InputFile{f}, nil
+	case strings.HasPrefix(def, "gs://"):
+		return r.gsFiles(ctx, def)
 	case strings.Contains(def, "://"):
 		scheme, _, _ := strings.Cut(def, "://")
-		return nil, fmt.Errorf("%s: %s:// inputs are not supported by sluice yet; use a path in the repository or an https:// URL", def, scheme)
+		return nil, fmt.Errorf("%s: %s:// inputs are not supported by sluice yet; use gs://, https:// or a path in the repository", def, scheme)
 	}
 	if r.opts.RepoDir == "" {
 		return nil, fmt.Errorf("%s: no repository directory to find it in", def)

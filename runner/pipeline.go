@@ -94,6 +94,8 @@ type pipelineRun struct {
 	// slots holds a token for each running container: at most Concurrency,
 	// task executions included.
 	slots chan struct{}
+	// gs fetches gs:// inputs.
+	gs gsInputs
 	// noReuse holds the nodes that must run whatever the cache holds.
 	noReuse map[string]bool
 	// codeHashes memoizes the hash of the code each source-path sees.
@@ -192,6 +194,7 @@ func newPipelineRun(opts Options) (*pipelineRun, error) {
 }
 
 func (r *pipelineRun) cleanup() {
+	r.gs.close()
 	if r.tmp != "" {
 		os.RemoveAll(r.tmp)
 	}
