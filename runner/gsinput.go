@@ -125,4 +125,3 @@ func (r *pipelineRun) fetchGS(ctx context.Context, client *storage.Client, attrs
 	}
 	return d, nil
 }
-
