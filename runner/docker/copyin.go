@@ -58,10 +58,34 @@ type inputFileJSON struct {
 	Checksums map[string]string `json:"checksums"`
 }
 
+// contractWriter is where writeContract puts the /valohai tree: a tar
+// stream for CopyToContainer (tarWriter) or a host directory to bind-mount
+// (dirWriter). Names are slash-separated and relative to /. A writer keeps
+// its first error; the calls after it are no-ops that return it.
+type contractWriter interface {
+	// dir makes the directory name (its parent exists) with mode.
+	dir(name string, mode fs.FileMode)
+	// json writes v as the file name, indented, mode 0644.
+	json(name string, v any) error
+	// input writes one input file, read-only, making its missing parent
+	// directories, and returns its size and sha256, checked against f.Digest.
+	input(name string, f runner.InputFile) (int64, string, error)
+	// tree copies the directory src below prefix: directories, regular files
+	// and symlinks (as links); other kinds of files are skipped.
+	tree(prefix, src string) error
+	// close ends the tree and returns the first error.
+	close() error
+}
+
 // writeContract writes the /valohai tree of job as a tar stream whose paths
 // are relative to /.
 func writeContract(w io.Writer, job runner.Job, now time.Time) error {
-	t := &tarWriter{tw: tar.NewWriter(w), now: now, dirs: map[string]bool{}}
+	return buildContract(&tarWriter{tw: tar.NewWriter(w), now: now, dirs: map[string]bool{}}, job, now)
+}
+
+// buildContract writes the /valohai tree of job (repository, inputs, config
+// and an empty outputs directory) to t.
+func buildContract(t contractWriter, job runner.Job, now time.Time) error {
 	t.dir("valohai", 0o755)
 	t.dir("valohai/repository", 0o755)
 	if job.RepositoryDir != "" {
@@ -113,10 +137,24 @@ func writeContract(w io.Writer, job runner.Job, now time.Time) error {
 	if err := t.json("valohai/config/execution.json", executionJSON(job, now)); err != nil {
 		return fmt.Errorf("execution.json: %w", err)
 	}
-	if t.err != nil {
-		return t.err
+	return t.close()
+}
+
+// marshalJSON is the content of a config file.
+func marshalJSON(v any) ([]byte, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, err
 	}
-	return t.tw.Close()
+	return append(b, '\n'), nil
+}
+
+// checkDigest compares the sha256 h computed with the one f announces, if any.
+func checkDigest(f runner.InputFile, got string) error {
+	if want := strings.TrimPrefix(strings.ToLower(f.Digest), "sha256:"); want != "" && want != got {
+		return fmt.Errorf("sha256 is %s, want %s", got, want)
+	}
+	return nil
 }
 
 // executionJSON is /valohai/config/execution.json, with the keys Valohai
@@ -150,12 +188,21 @@ type tarWriter struct {
 	err  error
 }
 
-func (t *tarWriter) dir(name string, mode int64) {
+var _ contractWriter = (*tarWriter)(nil)
+
+func (t *tarWriter) dir(name string, mode fs.FileMode) {
 	if t.err != nil || t.dirs[name] {
 		return
 	}
 	t.dirs[name] = true
-	t.err = t.tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: mode, ModTime: t.now})
+	t.err = t.tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: int64(mode.Perm()), ModTime: t.now})
+}
+
+func (t *tarWriter) close() error {
+	if t.err != nil {
+		return t.err
+	}
+	return t.tw.Close()
 }
 
 // parents writes the missing directories above name.
@@ -172,11 +219,10 @@ func (t *tarWriter) json(name string, v any) error {
 	if t.err != nil {
 		return t.err
 	}
-	b, err := json.MarshalIndent(v, "", "  ")
+	b, err := marshalJSON(v)
 	if err != nil {
 		return err
 	}
-	b = append(b, '\n')
 	if t.err = t.tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(b)), ModTime: t.now}); t.err != nil {
 		return t.err
 	}
@@ -184,37 +230,13 @@ func (t *tarWriter) json(name string, v any) error {
 	return t.err
 }
 
-// input writes one input file, read-only, and returns its size and sha256.
 func (t *tarWriter) input(name string, f runner.InputFile) (int64, string, error) {
 	if t.err != nil {
 		return 0, "", t.err
 	}
-	var (
-		rc   io.ReadCloser
-		size int64
-		err  error
-	)
-	if f.Path != "" {
-		var file *os.File
-		if file, err = os.Open(f.Path); err != nil {
-			return 0, "", err
-		}
-		rc = file
-		st, err := file.Stat()
-		if err != nil {
-			rc.Close()
-			return 0, "", err
-		}
-		if !st.Mode().IsRegular() {
-			rc.Close()
-			return 0, "", fmt.Errorf("%s is not a regular file", f.Path)
-		}
-		size = st.Size()
-	} else {
-		if rc, err = f.Open(); err != nil {
-			return 0, "", err
-		}
-		size = f.Size
+	rc, size, err := openInput(f)
+	if err != nil {
+		return 0, "", err
 	}
 	defer rc.Close()
 
@@ -231,11 +253,33 @@ func (t *tarWriter) input(name string, f runner.InputFile) (int64, string, error
 		return 0, "", err
 	}
 	got := hex.EncodeToString(h.Sum(nil))
-	if want := strings.TrimPrefix(strings.ToLower(f.Digest), "sha256:"); want != "" && want != got {
-		t.err = fmt.Errorf("sha256 is %s, want %s", got, want)
+	if t.err = checkDigest(f, got); t.err != nil {
 		return 0, "", t.err
 	}
 	return size, got, nil
+}
+
+// openInput opens an input file's content and returns its size: the size
+// of the regular file at f.Path, or f.Size with f.Open.
+func openInput(f runner.InputFile) (io.ReadCloser, int64, error) {
+	if f.Path == "" {
+		rc, err := f.Open()
+		return rc, f.Size, err
+	}
+	file, err := os.Open(f.Path)
+	if err != nil {
+		return nil, 0, err
+	}
+	st, err := file.Stat()
+	if err != nil {
+		file.Close()
+		return nil, 0, err
+	}
+	if !st.Mode().IsRegular() {
+		file.Close()
+		return nil, 0, fmt.Errorf("%s is not a regular file", f.Path)
+	}
+	return file, st.Size(), nil
 }
 
 // copyExactly copies size bytes and fails if r has fewer or more.
@@ -254,8 +298,6 @@ func copyExactly(w io.Writer, r io.Reader, size int64) error {
 	return nil
 }
 
-// tree writes the directory src below prefix: directories, regular files and
-// symlinks (as links); other kinds of files are skipped.
 func (t *tarWriter) tree(prefix, src string) error {
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {

@@ -108,14 +108,9 @@ func extractOutputs(r io.Reader, dir string) ([]runner.OutputFile, []string, err
 			files[rel] = f
 			delete(links, rel)
 		case tar.TypeSymlink:
-			target := hdr.Linkname
-			if path.IsAbs(target) {
-				warn("output %q refused: symlink to %s, outside /valohai/outputs", rel, target)
-				continue
-			}
-			joined := path.Join(path.Dir(rel), target)
-			if !runner.LocalPath(joined) {
-				warn("output %q refused: symlink to %s, outside /valohai/outputs", rel, target)
+			joined, ok := symlinkTarget(rel, hdr.Linkname)
+			if !ok {
+				warn("output %q refused: symlink to %s, outside /valohai/outputs", rel, hdr.Linkname)
 				continue
 			}
 			links[rel] = joined
@@ -130,12 +125,35 @@ func extractOutputs(r io.Reader, dir string) ([]runner.OutputFile, []string, err
 			links[rel] = path.Clean(target)
 			delete(files, rel)
 		default:
-			warn("output %q skipped: not a regular file, directory or link (tar type %q)", rel, hdr.Typeflag)
+			warn("output %q skipped: not a regular file, directory or link (%s)", rel, tarKind(hdr.Typeflag))
 		}
 	}
 
-	// Links last, when every target is on disk; in path order, so the result
-	// does not depend on the archive's order.
+	err = copyLinks(root, files, links, warn)
+	return sortedOutputs(files), warnings, err
+}
+
+// symlinkTarget is the path, relative to the outputs directory, that the
+// symlink rel with the given target names, and false when that path is
+// absolute or leaves the directory.
+func symlinkTarget(rel, target string) (string, bool) {
+	if path.IsAbs(target) {
+		return "", false
+	}
+	joined := path.Join(path.Dir(rel), target)
+	if !runner.LocalPath(joined) {
+		return "", false
+	}
+	return joined, true
+}
+
+// copyLinks writes, below root, each link of links (path -> target, both
+// relative to root) as a copy of the regular file its chain of links ends
+// at, and adds it to files, the regular files already written. A link that
+// ends anywhere else (a directory, nothing, a loop) is refused with a
+// warning. Links go last, when every target is on disk, in path order, so
+// the result does not depend on the order they were found in.
+func copyLinks(root *os.Root, files map[string]runner.OutputFile, links map[string]string, warn func(string, ...any)) error {
 	names := make([]string, 0, len(links))
 	for name := range links {
 		names = append(names, name)
@@ -154,14 +172,26 @@ func extractOutputs(r io.Reader, dir string) ([]runner.OutputFile, []string, err
 		}
 		f, err := copyOutput(root, target, name)
 		if err != nil {
-			return sortedOutputs(files), warnings, err
+			return err
 		}
 		if f.Digest != src.Digest {
-			return sortedOutputs(files), warnings, fmt.Errorf("output %s: copy of %s changed while copying", name, target)
+			return fmt.Errorf("output %s: copy of %s changed while copying", name, target)
 		}
 		files[name] = f
 	}
-	return sortedOutputs(files), warnings, nil
+	return nil
+}
+
+// tarKind names the kind of file a tar entry of type typ is, as fileKind
+// does for a file on disk.
+func tarKind(typ byte) string {
+	switch typ {
+	case tar.TypeFifo:
+		return "a named pipe"
+	case tar.TypeChar, tar.TypeBlock:
+		return "a device"
+	}
+	return fmt.Sprintf("tar type %q", typ)
 }
 
 // resolveLink follows links from name until a path that is not a link.

@@ -1,7 +1,12 @@
 // Package docker is the default runner.Executor: one container per node on a
-// Docker Engine, through its API only. Files go in with CopyToContainer and
-// outputs come out with CopyFromContainer (tar streams), never through bind
-// mounts, so the daemon may be remote (DOCKER_HOST=tcp://..., dind).
+// Docker Engine. Files go in and out in one of two ways (Options.Transfer):
+// through the API, CopyToContainer before the start and CopyFromContainer
+// after the exit (tar streams), which works with any daemon, also a remote
+// one (DOCKER_HOST=tcp://..., dind); or, when the daemon runs on this
+// machine and sees this process's files, through bind mounts of a host
+// directory prepared for the job, which saves the two archive calls (each
+// mounts the container's file system: tens of milliseconds per node). By
+// default a probe, once per Executor, decides.
 //
 // Every container it creates carries the labels sluice.run=<run id> and
 // sluice.node=<node>, and is removed when Run returns; Cleanup removes the
@@ -17,8 +22,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"regexp"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -93,14 +102,32 @@ type Options struct {
 	// CleanupTimeout bounds the kill and remove calls made after the job's
 	// context is done; zero means 10 seconds.
 	CleanupTimeout time.Duration
+	// Transfer is how files go into and out of the containers; empty means
+	// TransferAuto.
+	Transfer Transfer
+	// TempDir is where the bind transfer prepares each job's directory (and
+	// the probe its own); empty means os.TempDir(). It must be on a file
+	// system the daemon sees under the same path; input files on the same
+	// file system are hard-linked instead of copied.
+	TempDir string
 }
 
 // Executor runs jobs as containers on one Docker Engine. It is safe for
 // concurrent use.
+//
+// With TransferAuto, the first Run probes, once, whether bind mounts work
+// (see probeBind): only with a daemon on a local socket that sees this
+// process's files, with sluice running as root; never over tcp://. Every
+// later Run uses what the probe chose.
 type Executor struct {
 	cli  client.APIClient
 	opts Options
 	log  *slog.Logger
+
+	geteuid  func() int    // os.Geteuid; tests replace it
+	probeSem chan struct{} // held while probing
+	probed   Transfer      // what the probe chose; empty until it ran
+	probeWhy string
 }
 
 var _ runner.Executor = (*Executor)(nil)
@@ -112,6 +139,11 @@ func New(cli client.APIClient, opts Options) (*Executor, error) {
 		return nil, err
 	}
 	opts.Pull = p
+	t, err := ParseTransfer(string(opts.Transfer))
+	if err != nil {
+		return nil, err
+	}
+	opts.Transfer = t
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -122,13 +154,20 @@ func New(cli client.APIClient, opts Options) (*Executor, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Executor{cli: cli, opts: opts, log: log}, nil
+	return &Executor{cli: cli, opts: opts, log: log, geteuid: os.Geteuid, probeSem: make(chan struct{}, 1)}, nil
 }
 
 // NewFromEnv returns an Executor on the engine that DOCKER_HOST,
 // DOCKER_API_VERSION, DOCKER_CERT_PATH and DOCKER_TLS_VERIFY name (the local
-// socket by default), negotiating the API version with it.
+// socket by default), negotiating the API version with it. When
+// opts.Transfer is empty, SLUICE_DOCKER_TRANSFER (auto, copy or bind) sets it.
 func NewFromEnv(opts Options) (*Executor, error) {
+	if opts.Transfer == "" {
+		opts.Transfer = Transfer(os.Getenv(TransferEnv))
+		if _, err := ParseTransfer(string(opts.Transfer)); err != nil {
+			return nil, fmt.Errorf("%s: %w", TransferEnv, err)
+		}
+	}
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
@@ -158,14 +197,32 @@ func (e *Executor) Run(ctx context.Context, job runner.Job) (res runner.Result, 
 	}
 	log := e.log.With("run", job.RunID, "node", job.Node)
 
-	digest, err := e.ensureImage(ctx, job.Image)
+	digest, user, err := e.ensureImage(ctx, job.Image)
 	if err != nil {
 		return res, fmt.Errorf("node %s: %w", job.Node, err)
 	}
 	res.ImageDigest = digest
+	transfer, err := e.transfer(ctx, job.Image, job.RunID)
+	if err != nil {
+		return res, fmt.Errorf("node %s: choose how files go to the container: %w", job.Node, err)
+	}
 
 	cfg, hostCfg, warnings := containerConfig(job)
 	res.Warnings = append(res.Warnings, warnings...)
+	var jobDir string // with TransferBind, the host directory behind /valohai
+	if transfer == TransferBind {
+		if jobDir, err = prepareJobDir(e.opts.TempDir, job, !isRootUser(user), e.opts.Now()); err != nil {
+			return res, fmt.Errorf("node %s: %w", job.Node, err)
+		}
+		// Deferred before the container's removal, so it runs after it.
+		defer func() {
+			if err := removeJobDir(jobDir); err != nil {
+				log.Warn("remove job directory", "err", err)
+				res.Warnings = append(res.Warnings, fmt.Sprintf("job directory %s not removed: %v", jobDir, err))
+			}
+		}()
+		hostCfg.Mounts = bindMounts(jobDir)
+	}
 	created, err := e.cli.ContainerCreate(ctx, cfg, hostCfg, nil, nil, containerName(job))
 	if err != nil {
 		return res, fmt.Errorf("node %s: create container: %w", job.Node, err)
@@ -183,8 +240,10 @@ func (e *Executor) Run(ctx context.Context, job runner.Job) (res runner.Result, 
 		}
 	}()
 
-	if err := e.copyIn(ctx, id, job); err != nil {
-		return res, fmt.Errorf("node %s: %w", job.Node, err)
+	if transfer != TransferBind {
+		if err := e.copyIn(ctx, id, job); err != nil {
+			return res, fmt.Errorf("node %s: %w", job.Node, err)
+		}
 	}
 
 	// Calls that must outlive a cancelled ctx long enough to clean up run on
@@ -308,7 +367,24 @@ wait:
 
 	if job.OutputDir != "" {
 		res.Reason = runner.ReasonError // until the outputs are out
-		outs, warnings, err := e.copyOut(ctx, id, job.OutputDir)
+		var (
+			outs     []runner.OutputFile
+			warnings []string
+			err      error
+		)
+		if transfer == TransferBind {
+			outs, warnings, err = readOutputs(filepath.Join(jobDir, "valohai", "outputs"), job.OutputDir)
+			if errors.Is(err, fs.ErrPermission) {
+				// sluice is not root (an explicit bind) and the step left a
+				// file only root may read: the daemon can read it.
+				log.Warn("outputs unreadable on the host; copying them through the API", "err", err)
+				outs, warnings, err = e.copyOut(ctx, id, job.OutputDir)
+			} else if err != nil {
+				err = fmt.Errorf("copy outputs to %s: %w", job.OutputDir, err)
+			}
+		} else {
+			outs, warnings, err = e.copyOut(ctx, id, job.OutputDir)
+		}
 		res.Warnings = append(res.Warnings, warnings...)
 		for _, w := range warnings {
 			log.Warn("output", "warning", w)
@@ -322,30 +398,41 @@ wait:
 	return res, nil
 }
 
-// ensureImage applies the pull policy and returns the image's digest.
-func (e *Executor) ensureImage(ctx context.Context, ref string) (string, error) {
+// ensureImage applies the pull policy and returns the image's digest and
+// user (its USER, empty for root).
+func (e *Executor) ensureImage(ctx context.Context, ref string) (string, string, error) {
 	if e.opts.Pull == PullAlways {
 		if err := e.pull(ctx, ref); err != nil {
-			return "", err
+			return "", "", err
 		}
 	}
 	img, err := e.cli.ImageInspect(ctx, ref)
 	if cerrdefs.IsNotFound(err) {
 		if e.opts.Pull == PullNever {
-			return "", fmt.Errorf("image %s is not on the Docker host and the pull policy is never: %w", ref, ErrImageNotFound)
+			return "", "", fmt.Errorf("image %s is not on the Docker host and the pull policy is never: %w", ref, ErrImageNotFound)
 		}
 		if err := e.pull(ctx, ref); err != nil {
-			return "", err
+			return "", "", err
 		}
 		img, err = e.cli.ImageInspect(ctx, ref)
 	}
 	if err != nil {
-		return "", fmt.Errorf("inspect image %s: %w", ref, err)
+		return "", "", fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	var user string
+	if img.Config != nil {
+		user = img.Config.User
 	}
 	if len(img.RepoDigests) > 0 {
-		return img.RepoDigests[0], nil
+		return img.RepoDigests[0], user, nil
 	}
-	return img.ID, nil
+	return img.ID, user, nil
+}
+
+// isRootUser reports whether a container USER (user[:group]) is root.
+func isRootUser(user string) bool {
+	name, _, _ := strings.Cut(user, ":")
+	return name == "" || name == "root" || name == "0"
 }
 
 func (e *Executor) pull(ctx context.Context, ref string) error {

@@ -47,6 +47,37 @@ func setup(t *testing.T, opts Options) env {
 	return env{exec: e, cli: cli, img: img}
 }
 
+// transfers are the transfers the tests that depend on them run with.
+var transfers = []Transfer{TransferCopy, TransferBind}
+
+// forTransfers runs test as parallel subtests, one per transfer, each with an
+// executor of opts and that transfer, whose job directories go to a
+// temporary directory that must be empty when the subtest ends.
+func forTransfers(t *testing.T, opts Options, test func(t *testing.T, v env, tr Transfer)) {
+	t.Parallel()
+	for _, tr := range transfers {
+		t.Run(string(tr), func(t *testing.T) {
+			o := opts
+			o.Transfer = tr
+			o.TempDir = t.TempDir()
+			t.Cleanup(func() { assertEmpty(t, o.TempDir) })
+			test(t, setup(t, o), tr)
+		})
+	}
+}
+
+// assertEmpty fails the test if dir has anything in it.
+func assertEmpty(t *testing.T, dir string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Error(err)
+	}
+	for _, e := range entries {
+		t.Errorf("%s left in %s", e.Name(), dir)
+	}
+}
+
 // job returns a job with a run id of its own, whose outputs go to a
 // temporary directory, and checks when the test ends that no container of
 // that run is left.
@@ -120,7 +151,10 @@ func readFile(t *testing.T, p string) string {
 }
 
 func TestRunContract(t *testing.T) {
-	v := setup(t, Options{})
+	forTransfers(t, Options{}, testRunContract)
+}
+
+func testRunContract(t *testing.T, v env, tr Transfer) {
 	repo := t.TempDir()
 	script := `set -e
 in=$(cat "$VH_INPUTS_DIR/data/sub/in.txt")
@@ -129,9 +163,14 @@ mkdir -p "$VH_OUTPUTS_DIR/result"
 printf '%s %s' "$greeting" "$in" > "$VH_OUTPUTS_DIR/result/out.txt"
 cp "$VH_CONFIG_DIR/parameters.json" "$VH_CONFIG_DIR/inputs.json" "$VH_CONFIG_DIR/execution.json" "$VH_OUTPUTS_DIR/"
 { pwd; echo "$VH_EXECUTION_ID $VH_PIPELINE_NODE_ID $PYTHONUNBUFFERED $STEP_VAR"; cat /valohai/inputs/blob/b.bin; } > "$VH_OUTPUTS_DIR/env.txt"
+echo scratch > scratch.txt && echo tampered >> notes.txt && echo repository-writable > "$VH_OUTPUTS_DIR/checks.txt"
+if (echo tampered >> "$VH_INPUTS_DIR/data/sub/in.txt") 2>/dev/null; then echo inputs-writable >> "$VH_OUTPUTS_DIR/checks.txt"; fi
 echo done
 `
 	if err := os.WriteFile(filepath.Join(repo, "train.sh"), []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(repo, "notes.txt"), []byte("notes\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	inFile := filepath.Join(t.TempDir(), "in.txt")
@@ -187,8 +226,25 @@ echo done
 	for _, o := range res.Outputs {
 		paths = append(paths, o.Path)
 	}
-	if want := []string{"env.txt", "execution.json", "inputs.json", "parameters.json", "result/out.txt"}; !slices.Equal(paths, want) {
+	if want := []string{"checks.txt", "env.txt", "execution.json", "inputs.json", "parameters.json", "result/out.txt"}; !slices.Equal(paths, want) {
 		t.Errorf("output paths %q, want %q", paths, want)
+	}
+
+	// The working directory is writable; inputs are read-only with bind
+	// mounts (root in the container writes to a copied 0444 file). Either
+	// way, nothing the step does reaches the host's files.
+	wantChecks := "repository-writable\ninputs-writable\n"
+	if tr == TransferBind {
+		wantChecks = "repository-writable\n"
+	}
+	if got := readFile(t, filepath.Join(j.OutputDir, "checks.txt")); got != wantChecks {
+		t.Errorf("checks.txt = %q, want %q", got, wantChecks)
+	}
+	if got := readFile(t, filepath.Join(repo, "notes.txt")); got != "notes\n" {
+		t.Errorf("the step changed the host's notes.txt: %q", got)
+	}
+	if got := readFile(t, inFile); got != "world" {
+		t.Errorf("the step changed the host's input file: %q", got)
 	}
 
 	wantEnv := "/valohai/repository\n" + j.RunID + "-" + j.Node + " " + j.Node + " 1 from-step\nblob"
@@ -330,7 +386,10 @@ func TestRunNoOutputTimeout(t *testing.T) {
 }
 
 func TestRunCancel(t *testing.T) {
-	v := setup(t, Options{})
+	forTransfers(t, Options{}, func(t *testing.T, v env, _ Transfer) { testRunCancel(t, v) })
+}
+
+func testRunCancel(t *testing.T, v env) {
 	j := v.job(t, "echo started; sleep 30")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -355,26 +414,51 @@ func TestRunCancel(t *testing.T) {
 	}
 }
 
+// Links the step makes in /valohai/outputs are never followed out of it, nor
+// into a directory, with either transfer: with bind mounts sluice reads them
+// on the host, where /etc/passwd is the host's.
 func TestRunOutputLinks(t *testing.T) {
-	v := setup(t, Options{})
+	forTransfers(t, Options{}, func(t *testing.T, v env, _ Transfer) { testRunOutputLinks(t, v) })
+}
+
+func testRunOutputLinks(t *testing.T, v env) {
 	j := v.job(t, `cd /valohai/outputs
 echo fine > ok.txt
 ln -s /etc/passwd passwd
 ln -s ../../etc/passwd relative
 ln -s ok.txt alias.txt
 mkdir d && ln -s ../ok.txt d/up.txt && ln -s ../../ok.txt d/out.txt
-ln ok.txt hard.txt`)
+ln ok.txt hard.txt
+mkdir real && echo fine > real/f.txt
+ln -s real dirlink
+ln -s dirlink/f.txt via.txt
+ln -s /etc etc
+ln -s .. up
+ln -s ../.. d/top
+mkfifo pipe`)
 	res, err := v.exec.Run(context.Background(), j)
 	if err != nil || res.Reason != runner.ReasonCompleted {
 		t.Fatalf("Run: %v, %s", err, res.Reason)
 	}
-	for _, name := range []string{"passwd", "relative", "d/out.txt"} {
+	for _, name := range []string{"passwd", "relative", "d/out.txt", "dirlink", "via.txt", "etc", "up", "d/top", "pipe"} {
 		if _, err := os.Lstat(filepath.Join(j.OutputDir, name)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s written (%v), want refused", name, err)
 		}
-		if !slices.ContainsFunc(res.Warnings, func(w string) bool { return strings.Contains(w, `"`+name+`" refused`) }) {
-			t.Errorf("no warning for %s in %q", name, res.Warnings)
-		}
+	}
+	// The same warnings, word for word, with either transfer.
+	wantWarnings := []string{
+		`output "d/out.txt" refused: symlink to ../../ok.txt, outside /valohai/outputs`,
+		`output "d/top" refused: symlink to ../.., outside /valohai/outputs`,
+		`output "etc" refused: symlink to /etc, outside /valohai/outputs`,
+		`output "passwd" refused: symlink to /etc/passwd, outside /valohai/outputs`,
+		`output "pipe" skipped: not a regular file, directory or link (a named pipe)`,
+		`output "relative" refused: symlink to ../../etc/passwd, outside /valohai/outputs`,
+		`output "up" refused: symlink to .., outside /valohai/outputs`,
+		`output "dirlink" refused: link target real is not a regular file in /valohai/outputs`,
+		`output "via.txt" refused: link target dirlink/f.txt is not a regular file in /valohai/outputs`,
+	}
+	if !slices.Equal(res.Warnings, wantWarnings) {
+		t.Errorf("warnings\n%s\nwant\n%s", strings.Join(res.Warnings, "\n"), strings.Join(wantWarnings, "\n"))
 	}
 	var got []string
 	for _, o := range res.Outputs {
@@ -387,7 +471,7 @@ ln ok.txt hard.txt`)
 			t.Errorf("output %s on disk: %v, %v; want a regular file", o.Path, st, err)
 		}
 	}
-	if want := []string{"alias.txt", "d/up.txt", "hard.txt", "ok.txt"}; !slices.Equal(got, want) {
+	if want := []string{"alias.txt", "d/up.txt", "hard.txt", "ok.txt", "real/f.txt"}; !slices.Equal(got, want) {
 		t.Errorf("outputs %q, want %q", got, want)
 	}
 }
@@ -410,7 +494,8 @@ func TestRunImageMissingPullNever(t *testing.T) {
 	}
 }
 
-// The image's entrypoint must not wrap the command.
+// The image's entrypoint must not wrap the command, and its non-root user
+// can write outputs and in the working directory, with either transfer.
 func TestRunClearsEntrypoint(t *testing.T) {
 	v := setup(t, Options{})
 	ctx := context.Background()
@@ -420,7 +505,7 @@ func TestRunClearsEntrypoint(t *testing.T) {
 	}
 	defer v.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
 	img, err := v.cli.ContainerCommit(ctx, c.ID, container.CommitOptions{
-		Reference: "sluice-test/entrypoint:" + strings.ToLower(hex.EncodeToString([]byte(t.Name()))[:12]),
+		Reference: "sluice-test/entrypoint:" + sha(t.Name() + c.ID)[:12],
 		Changes:   []string{`ENTRYPOINT ["/bin/echo", "entrypoint was not cleared"]`, `USER nobody`},
 	})
 	if err != nil {
@@ -428,20 +513,39 @@ func TestRunClearsEntrypoint(t *testing.T) {
 	}
 	t.Cleanup(func() { _, _ = v.cli.ImageRemove(ctx, img.ID, image.RemoveOptions{Force: true, PruneChildren: true}) })
 
-	j := v.job(t, "echo $(id -u) > /valohai/outputs/uid && echo cleared")
-	j.Image = img.ID
-	var stdout lines
-	j.Stdout = stdout.writer(nil)
-	res, err := v.exec.Run(ctx, j)
-	if err != nil || res.Reason != runner.ReasonCompleted {
-		t.Fatalf("Run: %v, %s", err, res.Reason)
-	}
-	if got := stdout.get(); !slices.Equal(got, []string{"cleared"}) {
-		t.Errorf("stdout %q, want [cleared]", got)
-	}
-	// USER nobody could write to /valohai/outputs.
-	if got := readFile(t, filepath.Join(j.OutputDir, "uid")); got != "65534\n" {
-		t.Errorf("uid %q, want 65534", got)
+	for _, tr := range transfers {
+		t.Run(string(tr), func(t *testing.T) {
+			t.Parallel()
+			tmp := t.TempDir()
+			t.Cleanup(func() { assertEmpty(t, tmp) })
+			e, err := New(v.cli, Options{Transfer: tr, TempDir: tmp})
+			if err != nil {
+				t.Fatal(err)
+			}
+			j := v.job(t, `echo $(id -u) > /valohai/outputs/uid && mkdir /valohai/outputs/sub && echo x > /valohai/outputs/sub/x &&
+chmod 600 /valohai/outputs/sub/x && echo w > w.txt && echo cleared`)
+			j.Image = img.ID
+			j.RepositoryDir = t.TempDir()
+			if err := os.WriteFile(filepath.Join(j.RepositoryDir, "code.sh"), []byte("true\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var stdout lines
+			j.Stdout = stdout.writer(nil)
+			res, err := e.Run(ctx, j)
+			if err != nil || res.Reason != runner.ReasonCompleted {
+				t.Fatalf("Run: %v, %s, %q", err, res.Reason, res.Warnings)
+			}
+			if got := stdout.get(); !slices.Equal(got, []string{"cleared"}) {
+				t.Errorf("stdout %q, want [cleared]", got)
+			}
+			// USER nobody could write to /valohai/outputs and /valohai/repository.
+			if got := readFile(t, filepath.Join(j.OutputDir, "uid")); got != "65534\n" {
+				t.Errorf("uid %q, want 65534", got)
+			}
+			if got := readFile(t, filepath.Join(j.OutputDir, "sub", "x")); got != "x\n" {
+				t.Errorf("sub/x %q, want x", got)
+			}
+		})
 	}
 }
 

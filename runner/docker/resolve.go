@@ -12,5 +12,6 @@ var _ runner.ImageResolver = (*Executor)(nil)
 // its image id for an image built locally), applying the pull policy first,
 // as Run will. Reuse keys on it: a tag can move, a digest cannot.
 func (e *Executor) ImageDigest(ctx context.Context, ref string) (string, error) {
-	return e.ensureImage(ctx, ref)
+	digest, _, err := e.ensureImage(ctx, ref)
+	return digest, err
 }
