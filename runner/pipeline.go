@@ -340,6 +340,11 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 	if err := r.save(ctx); err != nil {
 		return r.rec, err
 	}
+	if !r.opts.DryRun {
+		if err := store.RecordRun(context.WithoutCancel(ctx), r.opts.Store, r.rec); err != nil {
+			return r.rec, err
+		}
+	}
 	r.log.Info("run finished", "run", r.rec.ID, "status", r.rec.Status)
 	if r.opts.DryRun {
 		return r.rec, nil

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/fsouza/fake-gcs-server/fakestorage"
@@ -82,5 +84,81 @@ func TestRunWithGCSStore(t *testing.T) {
 	}
 	if out, code := sluice("runs", "--store", "gs://no-such-bucket"); code != 3 || !strings.Contains(out, "no-such-bucket") {
 		t.Errorf("missing bucket: exit %d\n%s", code, out)
+	}
+}
+
+// Two sluice runs of one pipeline on one gs:// store at once: both records
+// complete, the branch ref names one of them, and every blob verifies.
+func TestConcurrentRunsOnGCSStore(t *testing.T) {
+	dockertest.Client(t)
+	dockertest.Image(t)
+	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", PublicHost: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "shared"})
+	t.Setenv("STORAGE_EMULATOR_HOST", strings.TrimPrefix(srv.URL(), "http://"))
+
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join("testdata", "run", "fan-out-fan-in"))); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "."}, {"-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "pipeline"}} {
+		if out, err := exec.Command("git", append([]string{"-C", dir}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	url := "gs://shared/sluice"
+	var wg sync.WaitGroup
+	outs := make([]string, 2)
+	for i := range outs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.Command(os.Args[0], "run", "--pull", "never", "--no-cache", "--store", url)
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), "SLUICE_TEST_MAIN=1")
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Errorf("run %d: %v\n%s", i, err, out)
+			}
+			outs[i] = string(out)
+		}()
+	}
+	wg.Wait()
+	ctx := context.Background()
+	st, err := gcs.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := store.ListRuns(ctx, st)
+	if err != nil || len(ids) != 2 {
+		t.Fatalf("runs: %v %v", ids, err)
+	}
+	for _, id := range ids {
+		rec, err := store.GetRun(ctx, st, id)
+		if err != nil || rec.Status != store.StatusSucceeded || rec.Finished.IsZero() || rec.Branch != "main" {
+			t.Fatalf("run %s: %+v %v", id, rec, err)
+		}
+		for _, n := range rec.Nodes {
+			for _, f := range n.Outputs {
+				rc, _, err := store.OpenBlob(ctx, st, f.Digest)
+				if err == nil {
+					_, err = io.Copy(io.Discard, rc)
+					rc.Close()
+				}
+				if err != nil {
+					t.Errorf("run %s, %s/%s: %v", id, n.Name, f.Path, err)
+				}
+			}
+		}
+	}
+	ref, err := store.BranchRef(ctx, st, "main", "fan")
+	if err != nil || (ref.Run != ids[0] && ref.Run != ids[1]) {
+		t.Errorf("branch ref %+v (%v) names neither run %v", ref, err, ids)
+	}
+	if runs, err := store.CommitRuns(ctx, st, ref.Commit); err != nil || len(runs) != 2 {
+		t.Errorf("commit %s lists %d runs (%v), want 2", ref.Commit, len(runs), err)
 	}
 }
