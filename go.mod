@@ -12,6 +12,7 @@ require (
 	github.com/googleapis/gax-go/v2 v2.26.2
 	github.com/opencontainers/image-spec v1.1.1
 	github.com/spf13/cobra v1.10.2
+	github.com/yuin/goldmark v1.8.7
 	go.yaml.in/yaml/v3 v3.0.6
 	google.golang.org/api v0.307.0
 )

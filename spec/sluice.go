@@ -2,9 +2,13 @@ package spec
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
+	"math"
 	"os"
+	"regexp"
 	"strconv"
+	"strings"
 )
 
 // SluiceConfig is sluice.yaml: what valohai.yaml cannot say. It sits beside
@@ -13,7 +17,55 @@ type SluiceConfig struct {
 	File string
 	// Steps holds per-step settings by step name.
 	Steps map[string]StepConfig
+	// Gates are the metric thresholds, in file order.
+	Gates []Gate
 }
+
+// Gate is one metric threshold of sluice.yaml's `gates:` list:
+//
+//	gates:
+//	  - metric: evaluate.accuracy   # node.key: the last value the node printed for key
+//	    direction: higher           # higher or lower is better
+//	    min: 0.90                   # absolute bounds, inclusive
+//	    max: 1.0
+//	    max-regression: 0.02        # largest allowed worsening against the baseline, in the metric's units
+//	    max-regression-percent: 5   # largest allowed worsening, in percent of the baseline value
+//	    noise: 0.001                # a change at most this big is noise, never a regression
+//
+// "Worsening" follows direction: a drop when higher is better, a rise when
+// lower is better. Limits against the baseline need a direction. Every limit
+// is optional; a gate with none only tracks the metric in the report (and
+// still fails when the metric is missing or NaN). Whether the node exists in
+// the pipeline is checked by the report, against the run.
+type Gate struct {
+	// Metric is "node.key" as written; Node is the part before the first
+	// dot, Key the rest (a key may contain dots).
+	Metric    string
+	Node, Key string
+	Direction Direction
+	Min, Max  *float64
+	// MaxRegression bounds the worsening against the baseline in the
+	// metric's own units; MaxRegressionPercent in percent of the baseline's
+	// absolute value.
+	MaxRegression        *float64
+	MaxRegressionPercent *float64
+	// Noise is the size of a change (either way) that is never a regression.
+	Noise float64
+	// File and Pos locate the gate's `metric:` in sluice.yaml, for errors
+	// found later (a node the pipeline lacks).
+	File string
+	Pos  Pos
+}
+
+// Direction says which way a metric is better.
+type Direction string
+
+// Directions; DirectionNone when the gate does not say.
+const (
+	DirectionNone   Direction = ""
+	DirectionHigher Direction = "higher"
+	DirectionLower  Direction = "lower"
+)
 
 // StepConfig is the sluice.yaml section of one step.
 type StepConfig struct {
@@ -33,9 +85,19 @@ func (c *SluiceConfig) Reuses(step string) bool {
 
 var schSluiceStep = obj("step setting", nil, p("reuse", sBool))
 
-var schSluice = &schema{name: "sluice.yaml", types: tObj, closed: true, desc: "a mapping of settings", props: []prop{
-	p("steps", &schema{name: "steps", types: tObj, anyKey: schSluiceStep, desc: "a mapping of step names to their settings"}),
-}}
+var (
+	sNonNeg = &schema{types: tNum, min: fptr(0)}
+	schGate = obj("gate", []string{"metric"},
+		p("metric", &schema{types: tStr, pattern: regexp.MustCompile(`^[^.\s]+\.\S+$`), patDesc: "node.key, such as evaluate.accuracy"}),
+		p("direction", enum(string(DirectionHigher), string(DirectionLower))),
+		p("min", sNum), p("max", sNum),
+		p("max-regression", sNonNeg), p("max-regression-percent", sNonNeg),
+		p("noise", sNonNeg))
+	schSluice = &schema{name: "sluice.yaml", types: tObj, closed: true, desc: "a mapping of settings", props: []prop{
+		p("gates", list(schGate)),
+		p("steps", &schema{name: "steps", types: tObj, anyKey: schSluiceStep, desc: "a mapping of step names to their settings"}),
+	}}
+)
 
 // LoadSluiceConfig reads sluice.yaml. A file that does not exist is no
 // error: it returns nil. Unknown keys and wrong types are errors with file,
@@ -63,6 +125,9 @@ func LoadSluiceConfig(name string, cfg *Config) (*SluiceConfig, Diagnostics) {
 		return nil, r.diags
 	}
 	out := &SluiceConfig{File: name, Steps: map[string]StepConfig{}}
+	if gates := root.Get("gates"); gates != nil {
+		out.Gates = loadGates(r, name, gates)
+	}
 	if steps := root.Get("steps"); steps != nil {
 		for _, pr := range steps.Pairs {
 			step := pr.Key.String()
@@ -81,6 +146,57 @@ func LoadSluiceConfig(name string, cfg *Config) (*SluiceConfig, Diagnostics) {
 		return nil, r.diags
 	}
 	return out, r.diags
+}
+
+// loadGates reads the schema-checked `gates:` list, checking what the
+// schema cannot: finite numbers, min <= max, a direction for limits against
+// the baseline, one gate per metric.
+func loadGates(r *reporter, file string, list *Value) []Gate {
+	var out []Gate
+	seen := map[string]int{}
+	for i, v := range list.Items {
+		at := func(key string) string { return fmt.Sprintf("gates[%d].%s", i, key) }
+		mv := v.Get("metric")
+		g := Gate{Metric: mv.Str, File: file, Pos: posOf(mv, v)}
+		g.Node, g.Key, _ = strings.Cut(g.Metric, ".")
+		if d := v.Get("direction"); d.IsString() {
+			g.Direction = Direction(d.Str)
+		}
+		num := func(key string) *float64 {
+			x := v.Get(key)
+			if !x.IsNumber() {
+				return nil
+			}
+			f := x.Number()
+			if math.IsNaN(f) || math.IsInf(f, 0) {
+				r.errorf(x.Pos, at(key), "expected a finite number, got %s", x.Repr())
+				return nil
+			}
+			return &f
+		}
+		g.Min, g.Max = num("min"), num("max")
+		g.MaxRegression, g.MaxRegressionPercent = num("max-regression"), num("max-regression-percent")
+		if n := num("noise"); n != nil {
+			g.Noise = *n
+		}
+		if g.Min != nil && g.Max != nil && *g.Min > *g.Max {
+			r.errorf(v.Get("min").Pos, at("min"), "min %s is greater than max %s: no value could pass", PyFloatOrInt(*g.Min), PyFloatOrInt(*g.Max))
+		}
+		if g.Direction == DirectionNone {
+			for _, k := range []string{"max-regression", "max-regression-percent"} {
+				if x := v.Get(k); x != nil {
+					r.errorf(x.Pos, at(k), "%s needs `direction: higher` or `direction: lower` (which way is a regression?)", k)
+				}
+			}
+		}
+		if line, dup := seen[g.Metric]; dup {
+			r.errorf(g.Pos, at("metric"), "metric %q already has a gate (line %d); put its limits in one gate", g.Metric, line)
+			continue
+		}
+		seen[g.Metric] = g.Pos.Line
+		out = append(out, g)
+	}
+	return out
 }
 
 func renderSluicePath(pt path) string {

@@ -36,3 +36,76 @@ func TestLoadSluiceConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadSluiceGates(t *testing.T) {
+	dir := t.TempDir()
+	load := func(text string) (*SluiceConfig, Diagnostics) {
+		p := filepath.Join(dir, "sluice.yaml")
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return LoadSluiceConfig(p, nil)
+	}
+	sc, diags := load(`gates:
+  - metric: evaluate.accuracy
+    direction: higher
+    min: 0.9
+    max: 1
+    max-regression: 0.02
+    max-regression-percent: 5
+    noise: 0.001
+  - metric: train.val.loss
+    direction: lower
+  - metric: validate.rows
+    min: 1000
+`)
+	if diags.HasErrors() || len(sc.Gates) != 3 {
+		t.Fatalf("config %+v, %v", sc, diags)
+	}
+	g := sc.Gates[0]
+	if g.Metric != "evaluate.accuracy" || g.Node != "evaluate" || g.Key != "accuracy" || g.Direction != DirectionHigher ||
+		*g.Min != 0.9 || *g.Max != 1 || *g.MaxRegression != 0.02 || *g.MaxRegressionPercent != 5 || g.Noise != 0.001 ||
+		g.Pos != (Pos{Line: 2, Col: 13}) || !strings.HasSuffix(g.File, "sluice.yaml") {
+		t.Errorf("gate 0: %+v", g)
+	}
+	if g := sc.Gates[1]; g.Node != "train" || g.Key != "val.loss" || g.Direction != DirectionLower || g.Min != nil || g.MaxRegression != nil {
+		t.Errorf("gate 1: %+v", g)
+	}
+	if g := sc.Gates[2]; g.Direction != DirectionNone || *g.Min != 1000 {
+		t.Errorf("gate 2: %+v", g)
+	}
+	if !sc.Reuses("anything") {
+		t.Error("gates changed reuse")
+	}
+
+	for _, c := range []struct{ text, want string }{
+		{"gates:\n  - metric: evaluate.accuracy\n    min: high\n",
+			`sluice.yaml:3:10: error: gates[0].min: expected a number, got a string ("high")`},
+		{"gates:\n  - metric: evaluate.accuracy\n    direction: up\n",
+			`sluice.yaml:3:16: error: gates[0].direction: "up" is not valid here; use one of: higher, lower`},
+		{"gates:\n  - metric: evaluate.accuracy\n    treshold: 0.9\n",
+			`sluice.yaml:3:5: error: gates[0].treshold: unknown key "treshold" in a gate`},
+		{"gates:\n  - metric: accuracy\n",
+			`sluice.yaml:2:13: error: gates[0].metric: "accuracy" is not valid: expected node.key, such as evaluate.accuracy`},
+		{"gates:\n  - direction: higher\n",
+			`sluice.yaml:2:5: error: gates[0]: missing required key "metric"`},
+		{"gates:\n  - metric: evaluate.accuracy\n    max-regression: 0.1\n",
+			"sluice.yaml:3:21: error: gates[0].max-regression: max-regression needs `direction: higher` or `direction: lower`"},
+		{"gates:\n  - metric: evaluate.accuracy\n    direction: higher\n    noise: -1\n",
+			`sluice.yaml:4:12: error: gates[0].noise: -1 is less than the minimum 0`},
+		{"gates:\n  - metric: evaluate.accuracy\n    min: .nan\n",
+			`sluice.yaml:3:10: error: gates[0].min: expected a finite number, got nan`},
+		{"gates:\n  - metric: evaluate.accuracy\n    min: 2\n    max: 1\n",
+			`sluice.yaml:3:10: error: gates[0].min: min 2 is greater than max 1`},
+		{"gates:\n  - metric: evaluate.accuracy\n  - metric: evaluate.accuracy\n    min: 1\n",
+			`sluice.yaml:3:13: error: gates[1].metric: metric "evaluate.accuracy" already has a gate (line 2)`},
+		{"gates:\n  evaluate.accuracy: {min: 1}\n",
+			`sluice.yaml:2:3: error: gates: expected a list of gates, got a mapping`},
+	} {
+		_, diags := load(c.text)
+		got := strings.ReplaceAll(diags.Error(), dir+string(filepath.Separator), "")
+		if !strings.HasPrefix(got, c.want) {
+			t.Errorf("%q:\n got %s\nwant %s", c.text, got, c.want)
+		}
+	}
+}
