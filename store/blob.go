@@ -38,12 +38,12 @@ func PutBlob(ctx context.Context, s Store, r io.Reader) (Digest, int64, error) {
 	h := sha256.New()
 	tr := io.TeeReader(r, h)
 	if st, ok := s.(Stager); ok {
-		return putStaged(ctx, st, tr, h)
+		return putStaged(ctx, s, st, tr, h)
 	}
 	return putSpooled(ctx, s, tr, h)
 }
 
-func putStaged(ctx context.Context, st Stager, r io.Reader, h hash.Hash) (d Digest, n int64, err error) {
+func putStaged(ctx context.Context, s Store, st Stager, r io.Reader, h hash.Hash) (d Digest, n int64, err error) {
 	staged, err := st.Stage(ctx, r)
 	if err != nil {
 		return Digest{}, 0, fmt.Errorf("put blob: %w", err)
@@ -55,7 +55,7 @@ func putStaged(ctx context.Context, st Stager, r io.Reader, h hash.Hash) (d Dige
 		}
 	}()
 	_, err = staged.Publish(ctx, BlobKey(d), Absent)
-	if err != nil && !errors.Is(err, ErrPrecondition) { // ErrPrecondition: already stored.
+	if err != nil && !errors.Is(err, ErrPrecondition) && !blobStored(ctx, s, d) { // ErrPrecondition: already stored.
 		return Digest{}, 0, fmt.Errorf("put blob %s: %w", d, err)
 	}
 	return d, n, nil
@@ -90,10 +90,18 @@ func putSpooled(ctx context.Context, s Store, r io.Reader, h hash.Hash) (d Diges
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return Digest{}, 0, fmt.Errorf("put blob %s: spool %s: %w", d, f.Name(), err)
 	}
-	if _, err := s.PutIf(ctx, key, f, Absent); err != nil && !errors.Is(err, ErrPrecondition) {
+	if _, err := s.PutIf(ctx, key, f, Absent); err != nil && !errors.Is(err, ErrPrecondition) && !blobStored(ctx, s, d) {
 		return Digest{}, 0, fmt.Errorf("put blob %s: %w", d, err)
 	}
 	return d, n, nil
+}
+
+// blobStored reports whether a blob exists after a write whose outcome is
+// unclear (a lost response, a racing writer of the same content): a blob's
+// name is its content, so whoever wrote it, it is the content we meant.
+func blobStored(ctx context.Context, s Store, d Digest) bool {
+	_, err := s.Stat(context.WithoutCancel(ctx), BlobKey(d))
+	return err == nil
 }
 
 // OpenBlob opens the blob with digest d. The reader verifies the content as
