@@ -75,7 +75,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newLintCmd(stdout, stderr), newPlanCmd(stdout), newRunCmd(stdout, stderr), newRunsCmd(stdout),
-		newShowCmd(stdout), newArtifactsCmd(stdout), newCleanCmd(stdout), newVersionCmd(stdout))
+		newGCCmd(stdout),
+		newShowCmd(stdout), newArtifactsCmd(stdout), newCleanCmd(stdout), newReportCmd(stdout, stderr), newVersionCmd(stdout))
 	return root
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/sluice-ci/sluice/store"
 	"github.com/sluice-ci/sluice/store/file"
 	"github.com/sluice-ci/sluice/store/gcs"
+	"github.com/sluice-ci/sluice/store/retry"
 )
 
 // openStore opens the store a URL names: gs://bucket/prefix for Google Cloud
@@ -41,7 +42,9 @@ func openStore(url, repo string) (store.Store, error) {
 		if err != nil {
 			return nil, &exitError{code: exitUsage, err: fmt.Errorf("--store %s: %w", url, err)}
 		}
-		return s, nil
+		// Transient faults (429, 5xx, resets) are retried with backoff;
+		// permanent ones (403, a missing bucket) fail at once.
+		return retry.New(s, retry.WithLogger(slog.Default())), nil
 	case strings.Contains(url, "://"):
 		return nil, usageErrorf("--store %s: unknown store; use gs://BUCKET/PREFIX or a directory (file://DIR)", url)
 	}

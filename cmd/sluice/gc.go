@@ -1,0 +1,106 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluice-ci/sluice/store"
+)
+
+func newGCCmd(stdout io.Writer) *cobra.Command {
+	var storeURL string
+	var keepDays int
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "gc --keep-days N [--dry-run] [--store URL]",
+		Short: "Remove runs older than N days and the blobs nothing refers to any more",
+		Long: "gc removes the runs that started more than --keep-days days ago (their records and everything\n" +
+			"under runs/<id>/), the cache entries they made, and then every blob that nothing left in the\n" +
+			"store refers to. It never removes a blob that a kept run, cache entry, gs:// input note or ref\n" +
+			"refers to, nor one written in the last hour (a run in progress may not have recorded it yet).\n" +
+			"It keeps old runs that are still running (unless their record has not changed for 7 days),\n" +
+			"runs that a ref names (a branch's baseline), and records it cannot read, with everything they\n" +
+			"mention. --dry-run prints what would be removed and deletes nothing.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("keep-days") {
+				return usageErrorf("gc: --keep-days is required: how many days of runs to keep (0 removes every finished run)")
+			}
+			if keepDays < 0 {
+				return usageErrorf("gc: --keep-days %d: want 0 or more days", keepDays)
+			}
+			st, err := openStoreFlag(storeURL)
+			if err != nil {
+				return err
+			}
+			if c, ok := st.(io.Closer); ok {
+				defer c.Close()
+			}
+			rep, err := store.GC(cmd.Context(), st, keepDays, timeNow(), dryRun)
+			printGCReport(stdout, rep, keepDays)
+			if err != nil {
+				return &exitError{code: exitFailed, err: err}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&keepDays, "keep-days", 0, "keep the runs of the last N days (required; 0 keeps none but unfinished ones)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would be removed; delete nothing")
+	cmd.Flags().StringVar(&storeURL, "store", "", "the store (default .sluice in the repository)")
+	return cmd
+}
+
+func printGCReport(w io.Writer, rep store.GCReport, keepDays int) {
+	verb := "removed"
+	if rep.DryRun {
+		verb = "would remove"
+	}
+	fmt.Fprintf(w, "cut-off %s (keep %s)\n", rep.Cutoff.UTC().Format(time.RFC3339), plural(keepDays, "day"))
+	for _, id := range rep.Runs {
+		fmt.Fprintf(w, "%s run %s\n", verb, id)
+	}
+	for _, id := range rep.Unfinished {
+		fmt.Fprintf(w, "kept run %s: older than the cut-off but still running\n", id)
+	}
+	for _, id := range rep.Named {
+		fmt.Fprintf(w, "kept run %s: older than the cut-off but a ref names it\n", id)
+	}
+	for _, key := range rep.Damaged {
+		fmt.Fprintf(w, "kept %s: it is not valid JSON; every blob it mentions is kept too\n", key)
+	}
+	if rep.RecentBlobs > 0 {
+		fmt.Fprintf(w, "kept %s (%s) that nothing refers to yet: written in the last %s\n",
+			plural(rep.RecentBlobs, "blob"), byteSize(rep.RecentBytes), strings.TrimSuffix(store.BlobGrace.String(), "0m0s"))
+	}
+	entries := fmt.Sprintf("%d cache entries", rep.CacheEntries)
+	if rep.CacheEntries == 1 {
+		entries = "1 cache entry"
+	}
+	freed := "freed"
+	if rep.DryRun {
+		freed = "to free"
+	}
+	fmt.Fprintf(w, "%s %s, %s, %s (%s); %s %s in all\n", verb, plural(len(rep.Runs), "run"),
+		entries, plural(rep.Blobs, "blob"), byteSize(rep.BlobBytes), byteSize(rep.Bytes), freed)
+	if rep.DryRun {
+		fmt.Fprintln(w, "dry run: nothing was deleted")
+	}
+}
+
+// byteSize formats n bytes for people: 512 B, 1.5 KiB, 2.0 GiB.
+func byteSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluice-ci/sluice/report"
+	"github.com/sluice-ci/sluice/spec"
+	"github.com/sluice-ci/sluice/store"
+)
+
+func newReportCmd(stdout, stderr io.Writer) *cobra.Command {
+	var runID, baseline, storeURL, format, out string
+	cmd := &cobra.Command{
+		Use:   "report [FILE]",
+		Short: "Compare a run with its baseline, apply the gates of sluice.yaml, and write the Markdown report",
+		Long: "report writes the report of a run (default: the newest in the store) against a baseline: a run id,\n" +
+			"or a branch, whose run at the merge base with HEAD is used (else the branch's latest successful run).\n" +
+			"FILE is the pipeline file (default: the one the run recorded); sluice.yaml beside it holds the gates.\n\n" +
+			"Exit codes: 0 passed, 1 the pipeline failed, 2 a gate failed, 3 usage or config error.",
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if format != "markdown" && format != "json" {
+				return usageErrorf("--format %q: use markdown or json", format)
+			}
+			ctx := cmd.Context()
+			st, err := openStoreFlag(storeURL)
+			if err != nil {
+				return err
+			}
+			if runID == "" {
+				ids, err := store.ListRuns(ctx, st)
+				if err != nil {
+					return &exitError{code: exitFailed, err: err}
+				}
+				if len(ids) == 0 {
+					return usageErrorf("the store has no runs; run a pipeline first")
+				}
+				runID = ids[0]
+			}
+			rec, err := store.GetRun(ctx, st, runID)
+			if err != nil {
+				return notFoundOr(err)
+			}
+			file := rec.File
+			if len(args) == 1 {
+				file = args[0]
+			}
+			var gates []spec.Gate
+			var pipeline *spec.Pipeline
+			if file != "" {
+				if cfg, diags := spec.ParseFile(file); !diags.HasErrors() {
+					pipeline = cfg.Pipeline(rec.Pipeline)
+					sc, err := loadSluiceConfig(stderr, file, cfg)
+					if err != nil {
+						return err
+					}
+					if sc != nil {
+						gates = sc.Gates
+					}
+				} else if len(args) == 1 {
+					return usageErrorf("%s has errors; run `sluice lint %s`", file, file)
+				}
+			}
+			base, note, err := findBaseline(ctx, st, rec, baseline, filepath.Dir(file))
+			if err != nil {
+				return err
+			}
+			v := report.Evaluate(rec, base, gates)
+			r := report.Report{Run: rec, Baseline: base, BaselineNote: note, Verdict: v, Pipeline: pipeline,
+				Logs: failedLogs(ctx, st, rec)}
+			var text string
+			if format == "json" {
+				data, err := json.MarshalIndent(struct {
+					Run      string         `json:"run"`
+					Baseline string         `json:"baseline,omitempty"`
+					Note     string         `json:"baseline_note"`
+					Verdict  report.Verdict `json:"verdict"`
+				}{rec.ID, baseID(base), note, v}, "", "  ")
+				if err != nil {
+					return err
+				}
+				text = string(data) + "\n"
+			} else {
+				text = report.Markdown(r)
+			}
+			if out != "" {
+				if err := writeFileAtomic(out, strings.NewReader(text)); err != nil {
+					return err
+				}
+			} else if _, err := io.WriteString(stdout, text); err != nil {
+				return err
+			}
+			fmt.Fprintf(stderr, "sluice: %s\n", v.Summary())
+			if code := v.ExitCode(); code != 0 {
+				return &exitError{code: code}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&runID, "run", "", "the run to report on (default: the newest)")
+	f.StringVar(&baseline, "baseline", "", "a run id, or a branch to compare with (its run at the merge base, else its latest)")
+	f.StringVar(&storeURL, "store", "", "the store (default .sluice in the repository)")
+	f.StringVar(&format, "format", "markdown", "markdown or json")
+	f.StringVarP(&out, "out", "o", "", "write the report to this file instead of stdout")
+	return cmd
+}
+
+func baseID(r *store.Run) string {
+	if r == nil {
+		return ""
+	}
+	return r.ID
+}
+
+// findBaseline resolves --baseline: a run id; or a branch, whose latest
+// successful run of the same pipeline at the merge base with HEAD is used,
+// else its latest successful run.
+func findBaseline(ctx context.Context, st store.Store, rec *store.Run, baseline, dir string) (*store.Run, string, error) {
+	if baseline == "" {
+		return nil, "no baseline was asked for (--baseline BRANCH or RUN)", nil
+	}
+	if b, err := store.GetRun(ctx, st, baseline); err == nil {
+		return b, fmt.Sprintf("run %s, as asked", b.ID), nil
+	} else if !errors.Is(err, fs.ErrNotExist) && !strings.Contains(err.Error(), "not valid") {
+		return nil, "", &exitError{code: exitFailed, err: err}
+	}
+	if dir == "" {
+		dir = "."
+	}
+	if mb := gitOutput(dir, "merge-base", "HEAD", baseline); mb != "" {
+		refs, err := store.CommitRuns(ctx, st, mb)
+		if err != nil {
+			return nil, "", &exitError{code: exitFailed, err: err}
+		}
+		for i := len(refs) - 1; i >= 0; i-- {
+			if refs[i].Pipeline == rec.Pipeline && refs[i].Status == store.StatusSucceeded && refs[i].Run != rec.ID {
+				if b, err := store.GetRun(ctx, st, refs[i].Run); err == nil {
+					return b, fmt.Sprintf("the latest successful run on %s at the merge base %s", baseline, shortCommit(mb)), nil
+				}
+			}
+		}
+	}
+	ref, err := store.BranchRef(ctx, st, baseline, rec.Pipeline)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Sprintf("no successful run of %s on %s yet", rec.Pipeline, baseline), nil
+	}
+	if err != nil {
+		return nil, "", &exitError{code: exitFailed, err: err}
+	}
+	b, err := store.GetRun(ctx, st, ref.Run)
+	if err != nil {
+		return nil, fmt.Sprintf("the latest run on %s (%s) is no longer in the store", baseline, ref.Run), nil
+	}
+	return b, fmt.Sprintf("the latest successful run on %s (none at the merge base)", baseline), nil
+}
+
+// failedLogs reads the last lines of each failed node's (or execution's) log.
+func failedLogs(ctx context.Context, st store.Store, rec *store.Run) map[string][]string {
+	logs := map[string][]string{}
+	add := func(name string, n *store.NodeRun) {
+		if n.Status != store.StatusFailed || n.Log.IsZero() {
+			return
+		}
+		rc, _, err := store.OpenBlob(ctx, st, n.Log)
+		if err != nil {
+			return
+		}
+		defer rc.Close()
+		var tail []string
+		sc := bufio.NewScanner(rc)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			tail = append(tail, sc.Text())
+			if len(tail) > report.LogTailLines {
+				tail = tail[1:]
+			}
+		}
+		logs[name] = tail
+	}
+	for _, n := range rec.Nodes {
+		add(n.Name, n)
+		for _, e := range n.Executions {
+			add(n.Name+"["+e.Variant+"]", e)
+		}
+	}
+	return logs
+}
