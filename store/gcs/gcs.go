@@ -91,7 +91,7 @@ const (
 	// DefaultChunkSize is the upload buffer of a write larger than
 	// smallObject: objects larger than it are sent as resumable uploads in
 	// chunks of this size. It is the client library's default.
-	DefaultChunkSize = 16 << 20
+	DefaultChunkSize = 8 << 20
 
 	// smallObject is the size below which a write is sent in one request
 	// with a buffer of that size instead of DefaultChunkSize (refs and run
