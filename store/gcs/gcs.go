@@ -90,7 +90,8 @@ import (
 const (
 	// DefaultChunkSize is the upload buffer of a write larger than
 	// smallObject: objects larger than it are sent as resumable uploads in
-	// chunks of this size. It is the client library's default.
+	// chunks of this size: half the client library's default, which keeps
+	// the memory an upload holds (one chunk) small.
 	DefaultChunkSize = 8 << 20
 
 	// smallObject is the size below which a write is sent in one request
