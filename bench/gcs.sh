@@ -15,14 +15,14 @@
 # Usage: bash bench/gcs.sh [ratio|rss]...   (default: both)
 # Environment: ROUNDS (3), ROUNDS_BIG (1), WORKERS (1: files moved at once, as
 # sluice stores a node's outputs), CHUNK (upload chunk size of both clients,
-# 16 MiB: their default), RSS_BYTES, RSS_FILES, RSS_PLAIN.
+# 8 MiB: store/gcs.DefaultChunkSize), RSS_BYTES, RSS_FILES, RSS_PLAIN.
 # Needs Go, awk and /usr/bin/time (Debian package time); no network.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROUNDS=${ROUNDS:-3}
 ROUNDS_BIG=${ROUNDS_BIG:-1}
 WORKERS=${WORKERS:-1}
-CHUNK=${CHUNK:-$((16 << 20))}
+CHUNK=${CHUNK:-$((8 << 20))} # store/gcs.DefaultChunkSize
 RSS_BYTES=${RSS_BYTES:-$((10 << 30))}
 RSS_FILES=${RSS_FILES:-100}
 RSS_PLAIN=${RSS_PLAIN:-0}
