@@ -17,20 +17,27 @@ import (
 	"github.com/sluice-ci/sluice/store/gcs"
 )
 
+// startFakeGCS starts fake-gcs-server on 127.0.0.1 with one bucket and points
+// STORAGE_EMULATOR_HOST (for this test and the sluice processes it starts) at it.
+func startFakeGCS(t *testing.T, bucket string) *fakestorage.Server {
+	t.Helper()
+	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", PublicHost: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: bucket})
+	t.Setenv("STORAGE_EMULATOR_HOST", strings.TrimPrefix(srv.URL(), "http://"))
+	return srv
+}
+
 // A run keeps everything in a gs:// store. The stand-in for Google Cloud
 // Storage is fake-gcs-server (a real HTTP server speaking the JSON API) on
 // 127.0.0.1, reached by the real client through STORAGE_EMULATOR_HOST.
 func TestRunWithGCSStore(t *testing.T) {
 	dockertest.Client(t)
 	dockertest.Image(t)
-	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", PublicHost: "127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "team-runs"})
-	host := strings.TrimPrefix(srv.URL(), "http://")
-	t.Setenv("STORAGE_EMULATOR_HOST", host)
+	srv := startFakeGCS(t, "team-runs")
 
 	dir := t.TempDir()
 	if err := os.CopyFS(dir, os.DirFS(filepath.Join("testdata", "run", "fan-out-fan-in"))); err != nil {
@@ -92,13 +99,7 @@ func TestRunWithGCSStore(t *testing.T) {
 func TestConcurrentRunsOnGCSStore(t *testing.T) {
 	dockertest.Client(t)
 	dockertest.Image(t)
-	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", PublicHost: "127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "shared"})
-	t.Setenv("STORAGE_EMULATOR_HOST", strings.TrimPrefix(srv.URL(), "http://"))
+	startFakeGCS(t, "shared")
 
 	dir := t.TempDir()
 	if err := os.CopyFS(dir, os.DirFS(filepath.Join("testdata", "run", "fan-out-fan-in"))); err != nil {
