@@ -18,8 +18,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluice-ci/sluice/report"
 	"github.com/sluice-ci/sluice/runner"
 	"github.com/sluice-ci/sluice/runner/docker"
+	"github.com/sluice-ci/sluice/spec"
 	"github.com/sluice-ci/sluice/store"
 	"github.com/sluice-ci/sluice/store/file"
 	"github.com/sluice-ci/sluice/store/gcs"
@@ -79,7 +81,7 @@ func gitOutput(dir string, args ...string) string {
 }
 
 func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
-	var pipeline, step, task, storeURL, pull string
+	var pipeline, step, task, storeURL, pull, baseline string
 	var params []string
 	var concurrency int
 	var noCache []string
@@ -89,7 +91,8 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 		Long: "run runs the pipeline of a valohai.yaml (default ./valohai.yaml): each node in its own container as\n" +
 			"soon as the nodes it waits for are done, files and values passed along the edges. Outputs, logs and\n" +
 			"metadata go to the store (default .sluice/ in the repository).\n\n" +
-			"Exit codes: 0 the pipeline succeeded, 1 it failed (or was stopped or cancelled), 3 usage or config error.",
+			"Exit codes: 0 the pipeline succeeded and every gate of sluice.yaml passed, 1 the pipeline failed\n" +
+			"(or was cancelled), 2 a gate failed or a node action stopped the pipeline, 3 usage or config error.",
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if concurrency < 0 {
@@ -178,14 +181,29 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 				}
 			}
 			switch {
-			case err == nil:
-				return nil
-			case errors.Is(err, runner.ErrPipelineFailed):
-				return &exitError{code: exitFailed}
 			case rec == nil:
 				return &exitError{code: exitUsage, err: err}
+			case err != nil && !errors.Is(err, runner.ErrPipelineFailed):
+				return &exitError{code: exitFailed, err: err}
 			}
-			return &exitError{code: exitFailed, err: err}
+			// The verdict: a failed pipeline (1), a failed gate of sluice.yaml
+			// or a node action that stopped the pipeline (2), or passed (0).
+			var gates []spec.Gate
+			if sc != nil {
+				gates = sc.Gates
+			}
+			base, note, berr := findBaseline(cmd.Context(), st, rec, baseline, repo)
+			if berr != nil {
+				return berr
+			}
+			v := report.Evaluate(rec, base, gates)
+			if len(gates) > 0 {
+				fmt.Fprintf(stderr, "sluice: gates (baseline: %s): %s\n", note, v.Summary())
+			}
+			if code := v.ExitCode(); code != 0 {
+				return &exitError{code: code}
+			}
+			return nil
 		},
 	}
 	f := cmd.Flags()
@@ -198,6 +216,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.Lookup("no-cache").NoOptDefVal = "*"
 	f.StringVar(&storeURL, "store", "", "where outputs, logs and run records go: gs://BUCKET/PREFIX or a directory (default .sluice in the repository)")
 	f.StringVar(&pull, "pull", "missing", "when to pull images: missing, always or never")
+	f.StringVar(&baseline, "baseline", "", "a run id, or a branch, whose run the gates compare with (its run at the merge base, else its latest)")
 	return cmd
 }
 

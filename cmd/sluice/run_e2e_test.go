@@ -137,7 +137,7 @@ func TestRunScenarios(t *testing.T) {
 			},
 		},
 		{
-			scenario: "stop-pipeline-action", code: 1, run: store.StatusStopped,
+			scenario: "stop-pipeline-action", code: 2, run: store.StatusStopped,
 			nodes: map[string]store.Status{"evaluate": "succeeded", "deploy": "skipped"},
 			check: func(t *testing.T, rec *store.Run) {
 				ev := rec.Node("evaluate")
@@ -245,6 +245,15 @@ func TestRunScenarios(t *testing.T) {
 			scenario: "command-not-found", args: []string{"--step", "typo"}, code: 1, run: store.StatusFailed,
 			nodes: map[string]store.Status{"typo": "failed"},
 			out:   []string{"typo ! /bin/sh: pyhton: not found", "exited with code 127"},
+		},
+		{
+			scenario: "gate-fails", code: 2, run: store.StatusSucceeded,
+			nodes: map[string]store.Status{"evaluate": "succeeded"},
+			check: func(t *testing.T, rec *store.Run) {
+				if rec.Node("evaluate").Metadata["accuracy"] != 0.5 {
+					t.Errorf("metadata %v", rec.Node("evaluate").Metadata)
+				}
+			},
 		},
 		{
 			scenario: "missing-image", code: 1, run: store.StatusFailed,
