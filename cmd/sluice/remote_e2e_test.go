@@ -25,7 +25,7 @@ func TestRunOnRemoteDaemon(t *testing.T) {
 	host := cli.DaemonHost()
 	u, err := url.Parse(host)
 	if err != nil || u.Scheme != "unix" {
-		t.Skipf("the test daemon is at %s; the proxy needs a unix socket", host)
+		dockertest.Unavailable(t, "the test daemon is at "+host+"; the proxy needs a unix socket")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

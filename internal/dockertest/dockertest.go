@@ -67,6 +67,13 @@ func InCI(getenv func(string) string) bool {
 	return ci
 }
 
+// Unavailable skips a test that cannot run here (no Docker, not root, no
+// local socket), or fails it when CI=true: in CI every test must run.
+func Unavailable(t testing.TB, reason string) {
+	t.Helper()
+	unavailable(t, os.Getenv, reason)
+}
+
 // unavailable skips the test, or fails it in CI.
 func unavailable(t testing.TB, getenv func(string) string, reason string) {
 	t.Helper()

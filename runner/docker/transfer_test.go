@@ -19,6 +19,7 @@ import (
 	"github.com/docker/docker/client"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/sluice-ci/sluice/internal/dockertest"
 	"github.com/sluice-ci/sluice/runner"
 )
 
@@ -73,10 +74,10 @@ func checkChainJob(t *testing.T, j runner.Job, res runner.Result, err error) {
 func TestTransferAutoLocal(t *testing.T) {
 	v := setup(t, Options{})
 	if os.Geteuid() != 0 {
-		t.Skip("auto picks bind mounts only when sluice runs as root (TestTransferAutoNotRoot covers the rest)")
+		dockertest.Unavailable(t, "auto picks bind mounts only when sluice runs as root (TestTransferAutoNotRoot covers the rest)")
 	}
 	if u, err := url.Parse(v.cli.DaemonHost()); err != nil || u.Scheme != "unix" {
-		t.Skipf("the test daemon is at %s, not on a local socket", v.cli.DaemonHost())
+		dockertest.Unavailable(t, "the test daemon is at "+v.cli.DaemonHost()+", not on a local socket")
 	}
 	cc := &countingClient{APIClient: v.cli}
 	tmp := t.TempDir()
@@ -130,7 +131,7 @@ func TestTransferAutoOverTCP(t *testing.T) {
 	v := setup(t, Options{})
 	u, err := url.Parse(v.cli.DaemonHost())
 	if err != nil || u.Scheme != "unix" {
-		t.Skipf("the test daemon is at %s; the proxy needs a unix socket", v.cli.DaemonHost())
+		dockertest.Unavailable(t, "the test daemon is at "+v.cli.DaemonHost()+"; the proxy needs a unix socket")
 	}
 	addr, proxied := tcpProxy(t, u.Path)
 	cli, err := client.NewClientWithOpts(client.WithHost("tcp://"+addr), client.WithAPIVersionNegotiation())
@@ -211,7 +212,7 @@ func tcpProxy(t *testing.T, sock string) (string, *atomic.Int32) {
 func TestTransferAutoSibling(t *testing.T) {
 	v := setup(t, Options{})
 	if os.Geteuid() != 0 {
-		t.Skip("auto does not probe when sluice does not run as root")
+		dockertest.Unavailable(t, "auto does not probe when sluice does not run as root")
 	}
 	other := t.TempDir()
 	if err := os.WriteFile(filepath.Join(other, "marker"), []byte("another file system"), 0o644); err != nil {
