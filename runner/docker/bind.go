@@ -220,25 +220,8 @@ func (w *dirWriter) hash(name string) (int64, string, error) {
 }
 
 func (w *dirWriter) tree(prefix, src string) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if w.err != nil {
-			return w.err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		if rel == "." {
-			return nil
-		}
+	return walkTree(src, func() error { return w.err }, func(p, rel string, info fs.FileInfo) error {
 		name := prefix + "/" + filepath.ToSlash(rel)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
 		mode := info.Mode()
 		switch {
 		case mode&fs.ModeSymlink != 0:

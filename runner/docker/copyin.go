@@ -298,13 +298,17 @@ func copyExactly(w io.Writer, r io.Reader, size int64) error {
 	return nil
 }
 
-func (t *tarWriter) tree(prefix, src string) error {
+// walkTree calls fn for everything below src (not src itself), in lexical
+// order, with its path, its path relative to src and its Lstat info. It stops
+// at the first error, from the walk, from fn, or from failed() (a writer's
+// sticky error).
+func walkTree(src string, failed func() error, fn func(p, rel string, info fs.FileInfo) error) error {
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if t.err != nil {
-			return t.err
+		if err := failed(); err != nil {
+			return err
 		}
 		rel, err := filepath.Rel(src, p)
 		if err != nil {
@@ -317,6 +321,13 @@ func (t *tarWriter) tree(prefix, src string) error {
 		if err != nil {
 			return err
 		}
+		return fn(p, rel, info)
+	})
+}
+
+func (t *tarWriter) tree(prefix, src string) error {
+	return walkTree(src, func() error { return t.err }, func(p, rel string, info fs.FileInfo) error {
+		var err error
 		var link string
 		switch {
 		case info.Mode()&fs.ModeSymlink != 0:
