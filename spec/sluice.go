@@ -19,7 +19,33 @@ type SluiceConfig struct {
 	Steps map[string]StepConfig
 	// Gates are the metric thresholds, in file order.
 	Gates []Gate
+	// Report holds the report's options.
+	Report ReportConfig
 }
+
+// ReportConfig is sluice.yaml's `report:` section:
+//
+//	report:
+//	  series: [train.loss]             # metric series drawn as charts (node.key)
+//	  approval-label: sluice/approved  # the label that approves a require-approval action
+//	  links: signed                    # artifact links: console (default), signed or none
+//	  signed-url-hours: 24             # how long signed links work (at most 168)
+type ReportConfig struct {
+	Series        []string
+	ApprovalLabel string
+	Links         string
+	// SignedURLHours is how long a signed link stays valid.
+	SignedURLHours float64
+}
+
+// Report defaults.
+const (
+	DefaultApprovalLabel  = "sluice/approved"
+	DefaultSignedURLHours = 24
+	LinksConsole          = "console"
+	LinksSigned           = "signed"
+	LinksNone             = "none"
+)
 
 // Gate is one metric threshold of sluice.yaml's `gates:` list:
 //
@@ -55,6 +81,8 @@ type Gate struct {
 	// found later (a node the pipeline lacks).
 	File string
 	Pos  Pos
+	// index is the gate's place in the list, for messages.
+	index int
 }
 
 // Direction says which way a metric is better.
@@ -93,8 +121,15 @@ var (
 		p("min", sNum), p("max", sNum),
 		p("max-regression", sNonNeg), p("max-regression-percent", sNonNeg),
 		p("noise", sNonNeg))
+	sMetricName = &schema{types: tStr, pattern: regexp.MustCompile(`^[^.\s]+\.\S+$`), patDesc: "node.key, such as train.loss"}
+	schReport   = obj("report setting", nil,
+		p("series", list(sMetricName)),
+		p("approval-label", &schema{types: tStr, pattern: regexp.MustCompile(`\S`), patDesc: "a label name"}),
+		p("links", enum(LinksConsole, LinksSigned, LinksNone)),
+		p("signed-url-hours", &schema{types: tNum, min: fptr(0.01), max: fptr(168)}))
 	schSluice = &schema{name: "sluice.yaml", types: tObj, closed: true, desc: "a mapping of settings", props: []prop{
 		p("gates", list(schGate)),
+		p("report", schReport),
 		p("steps", &schema{name: "steps", types: tObj, anyKey: schSluiceStep, desc: "a mapping of step names to their settings"}),
 	}}
 )
@@ -124,9 +159,31 @@ func LoadSluiceConfig(name string, cfg *Config) (*SluiceConfig, Diagnostics) {
 	if r.diags.HasErrors() {
 		return nil, r.diags
 	}
-	out := &SluiceConfig{File: name, Steps: map[string]StepConfig{}}
+	out := &SluiceConfig{File: name, Steps: map[string]StepConfig{},
+		Report: ReportConfig{ApprovalLabel: DefaultApprovalLabel, Links: LinksConsole, SignedURLHours: DefaultSignedURLHours}}
 	if gates := root.Get("gates"); gates != nil {
 		out.Gates = loadGates(r, name, gates)
+		for _, g := range out.Gates {
+			checkMetricNode(r, cfg, g.Pos, fmt.Sprintf("gates[%d].metric", g.index), g.Node)
+		}
+	}
+	if rep := root.Get("report"); rep != nil {
+		if series := rep.Get("series"); series != nil {
+			for i, x := range series.Items {
+				node, _, _ := strings.Cut(x.Str, ".")
+				checkMetricNode(r, cfg, x.Pos, fmt.Sprintf("report.series[%d]", i), node)
+				out.Report.Series = append(out.Report.Series, x.Str)
+			}
+		}
+		if x := rep.Get("approval-label"); x.IsString() {
+			out.Report.ApprovalLabel = x.Str
+		}
+		if x := rep.Get("links"); x.IsString() {
+			out.Report.Links = x.Str
+		}
+		if x := rep.Get("signed-url-hours"); x.IsNumber() {
+			out.Report.SignedURLHours = x.Number()
+		}
 	}
 	if steps := root.Get("steps"); steps != nil {
 		for _, pr := range steps.Pairs {
@@ -157,7 +214,7 @@ func loadGates(r *reporter, file string, list *Value) []Gate {
 	for i, v := range list.Items {
 		at := func(key string) string { return fmt.Sprintf("gates[%d].%s", i, key) }
 		mv := v.Get("metric")
-		g := Gate{Metric: mv.Str, File: file, Pos: posOf(mv, v)}
+		g := Gate{Metric: mv.Str, File: file, Pos: posOf(mv, v), index: i}
 		g.Node, g.Key, _ = strings.Cut(g.Metric, ".")
 		if d := v.Get("direction"); d.IsString() {
 			g.Direction = Direction(d.Str)
@@ -197,6 +254,35 @@ func loadGates(r *reporter, file string, list *Value) []Gate {
 		out = append(out, g)
 	}
 	return out
+}
+
+// checkMetricNode reports a metric whose node is no node of any pipeline and
+// no step of valohai.yaml (a step runs alone as a node of its name): no run
+// could ever print it.
+func checkMetricNode(r *reporter, cfg *Config, pos Pos, at, node string) {
+	if cfg == nil {
+		return
+	}
+	var names []string
+	seen := map[string]bool{}
+	add := func(n string) {
+		if !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	for _, p := range cfg.Pipelines {
+		for _, n := range p.Nodes {
+			add(n.Name)
+		}
+	}
+	for _, s := range cfg.Steps {
+		add(s.Name)
+	}
+	if seen[node] {
+		return
+	}
+	r.errorf(pos, at, "no pipeline of valohai.yaml has a node %q, and no step is named so: no run can print this metric%s", node, didYouMean(node, names))
 }
 
 func renderSluicePath(pt path) string {

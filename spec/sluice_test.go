@@ -21,13 +21,26 @@ func TestLoadSluiceConfig(t *testing.T) {
 	if diags.HasErrors() || sc.Reuses("train") || !sc.Reuses("other") {
 		t.Fatalf("config %+v, %v", sc, diags)
 	}
+	if sc.Report.ApprovalLabel != DefaultApprovalLabel || sc.Report.Links != LinksConsole || sc.Report.SignedURLHours != DefaultSignedURLHours {
+		t.Errorf("report defaults: %+v", sc.Report)
+	}
+	sc, diags = LoadSluiceConfig(write("report:\n  series: [train.loss]\n  approval-label: ok-to-merge\n  links: signed\n  signed-url-hours: 2\ngates:\n  - metric: train.loss\n"), cfg)
+	if diags.HasErrors() || len(sc.Report.Series) != 1 || sc.Report.Series[0] != "train.loss" || sc.Report.ApprovalLabel != "ok-to-merge" ||
+		sc.Report.Links != LinksSigned || sc.Report.SignedURLHours != 2 || len(sc.Gates) != 1 {
+		t.Fatalf("report section: %+v, %v", sc, diags)
+	}
 	if sc, diags := LoadSluiceConfig(filepath.Join(dir, "none.yaml"), cfg); sc != nil || diags != nil {
 		t.Errorf("a missing sluice.yaml: %v %v", sc, diags)
 	}
 	for text, want := range map[string]string{
-		"steps:\n  trian:\n    reuse: false\n": `sluice.yaml:2:3: error: steps.trian: valohai.yaml has no step "trian" (did you mean "train"?)`,
-		"steps:\n  train:\n    reuse: nope\n":  `sluice.yaml:3:12: error: steps.train.reuse: expected true or false, got a string ("nope")`,
-		"stepz: {}\n":                          `sluice.yaml:1:1: error: stepz: unknown key "stepz" in a sluice.yaml (did you mean "steps"?)`,
+		"steps:\n  trian:\n    reuse: false\n":            `sluice.yaml:2:3: error: steps.trian: valohai.yaml has no step "trian" (did you mean "train"?)`,
+		"steps:\n  train:\n    reuse: nope\n":             `sluice.yaml:3:12: error: steps.train.reuse: expected true or false, got a string ("nope")`,
+		"stepz: {}\n":                                     `sluice.yaml:1:1: error: stepz: unknown key "stepz" in a sluice.yaml (did you mean "steps"?)`,
+		"gates:\n  - metric: trian.loss\n":                `sluice.yaml:2:13: error: gates[0].metric: no pipeline of valohai.yaml has a node "trian", and no step is named so: no run can print this metric (did you mean "train"?)`,
+		"report:\n  series: [train.loss, evaluate.acc]\n": `sluice.yaml:2:24: error: report.series[1]: no pipeline of valohai.yaml has a node "evaluate"`,
+		"report:\n  links: s3\n":                          `sluice.yaml:2:10: error: report.links: "s3" is not valid here; use one of: console, signed, none`,
+		"report:\n  signed-url-hours: 200\n":              `sluice.yaml:2:21: error: report.signed-url-hours: 200 is greater than the maximum 168`,
+		"report:\n  approval-label: ''\n":                 `sluice.yaml:2:19: error: report.approval-label: "" is not valid: expected a label name`,
 	} {
 		_, diags := LoadSluiceConfig(write(text), cfg)
 		got := strings.ReplaceAll(diags.Error(), dir+string(filepath.Separator), "")
