@@ -183,7 +183,12 @@ func Evaluate(run *store.Run, baseline *store.Run, gates []spec.Gate) Verdict {
 		m := evalGate(run, baseline, g)
 		v.Metrics = append(v.Metrics, m)
 		if m.Status.Failed() {
-			v.Failures = append(v.Failures, Failure{Kind: FailMetric, Node: g.Node, Metric: g.Metric, Reason: g.Metric + ": " + m.Reason})
+			reason := g.Metric + ": " + m.Reason
+			if m.Status == StatusMissing && g.File != "" {
+				// Most often a typo in sluice.yaml: say where the gate is.
+				reason += fmt.Sprintf(" (the gate is at %s:%d:%d)", g.File, g.Pos.Line, g.Pos.Col)
+			}
+			v.Failures = append(v.Failures, Failure{Kind: FailMetric, Node: g.Node, Metric: g.Metric, Reason: reason})
 		}
 	}
 	v.Metrics = append(v.Metrics, infoMetrics(run, baseline, gated)...)

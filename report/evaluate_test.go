@@ -254,3 +254,19 @@ func TestEvaluateFailures(t *testing.T) {
 		t.Errorf("no run: %+v", v)
 	}
 }
+
+// A missing metric is most often a typo in sluice.yaml: the failure says
+// where the gate is.
+func TestEvaluateMissingNamesTheGate(t *testing.T) {
+	g := gate("evaluate.acc", spec.DirectionHigher, func(g *spec.Gate) {
+		g.File, g.Pos = "examples/digits/sluice.yaml", spec.Pos{Line: 7, Col: 13}
+	})
+	v := Evaluate(ok(accuracy(0.9)), nil, []spec.Gate{g})
+	if v.Passed || len(v.Failures) != 1 {
+		t.Fatalf("verdict %+v", v)
+	}
+	want := `evaluate.acc: node evaluate printed no "acc" (it printed: accuracy) (the gate is at examples/digits/sluice.yaml:7:13)`
+	if got := v.Failures[0].Reason; got != want {
+		t.Errorf("reason\n got %s\nwant %s", got, want)
+	}
+}

@@ -51,6 +51,11 @@ type Report struct {
 	FullReport string
 	// Limit is the most runes the Markdown may have; 0 means DefaultLimit.
 	Limit int
+	// Series names the metric series (node.key) drawn as charts.
+	Series []string
+	// Links, when set, gives the URL of a node's output (a console link or
+	// a signed URL), or "" for none.
+	Links func(node string, f store.File) string
 }
 
 // Marker is the hidden comment that starts a pipeline's report, by which
@@ -62,6 +67,7 @@ func Marker(pipeline string) string {
 // render options: what a shortened report leaves out.
 type cut struct {
 	noLogs    bool
+	noExtras  bool // series charts, changed parameters, artifacts
 	rows      int // metric rows kept, -1: all
 	noDiagram bool
 }
@@ -83,6 +89,10 @@ func Markdown(r Report) string {
 		return out
 	}
 	c.noLogs = true
+	if out = render(r, c, true); utf8.RuneCountInString(out) <= limit {
+		return out
+	}
+	c.noExtras = true
 	if out = render(r, c, true); utf8.RuneCountInString(out) <= limit {
 		return out
 	}
@@ -140,6 +150,11 @@ func render(r Report, c cut, shortened bool) string {
 		writeTable(&b, r, c.rows)
 	}
 
+	if !c.noExtras {
+		writeSeries(&b, r)
+		writeParameters(&b, run, r.Baseline)
+	}
+
 	if !c.noDiagram {
 		b.WriteString("### Pipeline\n\n```mermaid\n")
 		b.WriteString(diagram(r))
@@ -159,6 +174,10 @@ func render(r Report, c cut, shortened bool) string {
 			}
 			writeLog(&b, n, lines)
 		}
+	}
+
+	if !c.noExtras {
+		writeArtifacts(&b, r)
 	}
 
 	b.WriteString("### Reproduce\n\n")
@@ -531,6 +550,9 @@ func leftOut(r Report, c cut) string {
 	var parts []string
 	if c.noLogs && len(r.Logs) > 0 {
 		parts = append(parts, "the log tails")
+	}
+	if c.noExtras && hasExtras(r) {
+		parts = append(parts, "the series charts, changed parameters and artifact links")
 	}
 	if c.rows >= 0 && c.rows < len(r.Verdict.Metrics) {
 		parts = append(parts, plural(len(r.Verdict.Metrics)-c.rows, "metric row", "metric rows"))

@@ -78,8 +78,22 @@ func goldenCases(t *testing.T) map[string]Report {
 	out["improvement"] = mk(pipelineRun("20260301-120000-cccc", "3333333", "feature/better", store.StatusSucceeded, 0.97, 0.21),
 		base, "the latest successful run on main at the merge base")
 
-	out["regression"] = mk(pipelineRun("20260301-120000-dddd", "4444444", "feature/worse", store.StatusSucceeded, 0.92, 0.36),
-		base, "the latest successful run on main at the merge base")
+	// The regression came from changed parameters; train's loss series is
+	// charted against the baseline's, and the outputs are linked.
+	worse := pipelineRun("20260301-120000-dddd", "4444444", "feature/worse", store.StatusSucceeded, 0.92, 0.36)
+	worse.Parameters = map[string]any{"epochs": 2.0}
+	worse.Nodes[1].Parameters = map[string]any{"hidden-size": 8.0, "lr": 0.1}
+	worseBase := pipelineRun(base.ID, base.Commit, base.Branch, store.StatusSucceeded, 0.95, 0.30)
+	worseBase.Nodes[1].Parameters = map[string]any{"hidden-size": 64.0, "lr": 0.1}
+	worseBase.Nodes[1].Series = map[string][]any{"loss": {1.2, 0.8, 0.5, 0.3}}
+	worse.Nodes[1].Series = map[string][]any{"loss": {1.3, 0.9, 0.6, "NaN", 0.36}}
+	worse.Nodes[1].Outputs = []store.File{{Path: "model.pkl", Size: 1 << 20}, {Path: "plots/loss (log).png", Size: 2345}}
+	rr := mk(worse, worseBase, "the latest successful run on main at the merge base")
+	rr.Series = []string{"train.loss", "evaluate.f1"}
+	rr.Links = func(node string, f store.File) string {
+		return "https://console.cloud.google.com/storage/browser/_details/bucket/runs/" + worse.ID + "/" + node + "/" + f.Path
+	}
+	out["regression"] = rr
 
 	out["noise"] = mk(pipelineRun("20260301-120000-eeee", "5555555", "feature/same", store.StatusSucceeded, 0.9485, 0.305),
 		base, "the newest run on main")
@@ -166,7 +180,7 @@ func checkRenders(t *testing.T, md []byte, r Report) {
 	}
 	gm := goldmark.New(goldmark.WithExtensions(extension.GFM))
 	doc := gm.Parser().Parse(text.NewReader(md))
-	var tables, rows, mermaid, sections int
+	var tables, rows, mermaid, charts, sections int
 	var headings []string
 	err := ast.Walk(doc, func(n ast.Node, entering bool) (ast.WalkStatus, error) {
 		if !entering {
@@ -177,8 +191,8 @@ func checkRenders(t *testing.T, md []byte, r Report) {
 			tables++
 		case *extast.TableRow:
 			rows++
-			if x.ChildCount() != 6 {
-				t.Errorf("a table row with %d cells", x.ChildCount())
+			if c := x.ChildCount(); c != 6 && !(tables == 2 && c == 4) {
+				t.Errorf("a row with %d cells in table %d", c, tables)
 			}
 		case *ast.FencedCodeBlock:
 			if string(x.Language(md)) == "mermaid" {
@@ -188,8 +202,12 @@ func checkRenders(t *testing.T, md []byte, r Report) {
 					seg := x.Lines().At(i)
 					body.Write(seg.Value(md))
 				}
-				if !strings.HasPrefix(body.String(), "flowchart LR\n") {
-					t.Errorf("the mermaid block does not hold the flowchart:\n%s", body.String())
+				switch {
+				case strings.HasPrefix(body.String(), "flowchart LR\n"):
+				case strings.HasPrefix(body.String(), "xychart-beta\n") && strings.Contains(body.String(), "\n  line ["):
+					charts++
+				default:
+					t.Errorf("a mermaid block that is neither the flowchart nor a chart:\n%s", body.String())
 				}
 			}
 		case *ast.Heading:
@@ -210,11 +228,18 @@ func checkRenders(t *testing.T, md []byte, r Report) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tables != 1 {
-		t.Errorf("%d tables, want 1", tables)
+	wantTables := 1
+	if r.Baseline != nil && bytes.Contains(md, []byte("### Changed parameters")) {
+		wantTables = 2
 	}
-	if mermaid != 1 {
-		t.Errorf("%d mermaid blocks, want 1", mermaid)
+	if tables != wantTables {
+		t.Errorf("%d tables, want %d", tables, wantTables)
+	}
+	if mermaid-charts != 1 {
+		t.Errorf("%d mermaid flowcharts, want 1", mermaid-charts)
+	}
+	if want := bytes.Count(md, []byte("in this run")); charts != want {
+		t.Errorf("%d charts, want %d (one per captioned series)", charts, want)
 	}
 	if len(headings) == 0 || !strings.Contains(headings[0], "sluice:") {
 		t.Errorf("headings %q: the verdict does not come first", headings)
@@ -246,12 +271,17 @@ func TestMarkdownContent(t *testing.T) {
 		"regression": {"## ❌ sluice: `train` failed", "**2 metric gates failed.**",
 			"- ❌ `evaluate.accuracy`: regressed (dropped) by 0.03 (from 0.95 to 0.92); at most 0.01 is allowed",
 			"❌ fail ↓ worse", "❌ fail ↑ worse", "regressed (rose) by 20.00% (from 0.3 to 0.36); at most 10% is allowed"},
+		"regression-extras": {"### Series", "xychart-beta\n  title \"train.loss\"\n  x-axis \"point\" 1 --> 4\n  y-axis \"loss\" 0.3 --> 1.3\n  line [1.3, 0.9, 0.6, 0.36]\n  line [1.2, 0.8, 0.5, 0.3]\n",
+			"the second line is the baseline (4 points)", "- `evaluate.f1`: node `evaluate` printed no numbers for `f1`.",
+			"### Changed parameters", "| pipeline | `epochs` | `3` | `2` |", "| train | `hidden-size` | `64` | `8` |",
+			"### Artifacts", "[model.pkl](https://console.cloud.google.com/storage/browser/_details/bucket/runs/20260301-120000-dddd/train/model.pkl) (1.0 MiB)",
+			"[plots/loss (log).png](https://console.cloud.google.com/storage/browser/_details/bucket/runs/20260301-120000-dddd/train/plots/loss%20%28log%29.png) (2.3 KiB)"},
 		"noise":             {"✅ pass ↓ noise", "✅ sluice: `train` passed"},
 		"failed-validation": {"**The pipeline failed; 1 node failed; 2 metric gates failed.**", "node validate failed: the command exited with code 1\n", "the last 50 lines of its log", "\n````text\n", "\nchecking batch 38\n", "\nERROR 12 rows", "❌ missing", "⏭️ skipped"},
 		"reused":            {"♻️ reused from 20260228-090000-aaaa", "= same"},
 		"huge":              {"> This report was shortened to fit a comment: the log tails and 2251 metric rows left out.", "The full report: the job summary of this workflow run", "more metrics are not shown", "❌ `evaluate.accuracy`"},
 	} {
-		got := Markdown(cases[name])
+		got := Markdown(cases[strings.TrimSuffix(name, "-extras")])
 		for _, w := range wants {
 			if !strings.Contains(got, w) {
 				t.Errorf("%s: no %q in\n%s", name, w, got)
