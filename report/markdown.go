@@ -68,7 +68,7 @@ func Marker(pipeline string) string {
 type cut struct {
 	noLogs    bool
 	noExtras  bool // series charts, changed parameters, artifacts
-	rows      int // metric rows kept, -1: all
+	rows      int  // metric rows kept, -1: all
 	noDiagram bool
 }
 
