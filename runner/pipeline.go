@@ -35,6 +35,15 @@ type Options struct {
 	RunID       string
 	Commit      string
 	Branch      string
+	// PR is the pull or merge request the run is for, 0 when none.
+	PR int
+	// Approved, when set, approves every require-approval node action and
+	// says by what (`label "sluice/approved" on pull request #12`): the
+	// pipeline goes on, and the node records the approval. Unset, such an
+	// action stops the pipeline, and ApprovalHint (how to approve) ends the
+	// reason.
+	Approved     string
+	ApprovalHint string
 	// Log receives every node's output live, each line prefixed by the node name.
 	Log io.Writer
 	// Logger receives sluice's own progress messages.
@@ -176,7 +185,7 @@ func newPipelineRun(opts Options) (*pipelineRun, error) {
 		}
 	}
 	r.rec = &store.Run{ID: opts.RunID, Pipeline: opts.Pipeline.Name, File: opts.Config.File, Commit: opts.Commit,
-		Branch: opts.Branch, Status: store.StatusRunning, Started: now().UTC()}
+		Branch: opts.Branch, PR: opts.PR, Status: store.StatusRunning, Started: now().UTC()}
 	if len(opts.Params) > 0 {
 		r.rec.Parameters = map[string]any{}
 		for k, v := range opts.Params {
@@ -303,7 +312,16 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 			case "error-pipeline":
 				failReason = act.why
 			case "require-approval":
-				failReason = act.why + " (approval is required, and sluice cannot approve a run by itself)"
+				if r.opts.Approved != "" {
+					note := act.why + "; approved by " + r.opts.Approved
+					r.printf(n.Name, "%s", note)
+					r.setNode(n.Name, func(nr *store.NodeRun) { nr.Warnings = append(nr.Warnings, note) })
+					continue
+				}
+				stopReason = act.why + ": the pipeline waits for an approval"
+				if r.opts.ApprovalHint != "" {
+					stopReason += " (" + r.opts.ApprovalHint + ")"
+				}
 			}
 			stopping = true
 			cancelAll()

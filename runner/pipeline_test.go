@@ -280,3 +280,48 @@ func TestDeploymentNodesAreSkipped(t *testing.T) {
 		t.Errorf("statuses: train %s, deploy %s (%s), smoke %s", rec.Node("train").Status, rec.Node("deploy").Status, rec.Node("deploy").Reason, rec.Node("smoke").Status)
 	}
 }
+
+// require-approval stops the pipeline (a gate, not a failure) unless the run
+// was approved, and then the node records by what.
+func TestRequireApproval(t *testing.T) {
+	yaml := `
+- step: {name: s, image: x, command: run}
+- pipeline:
+    name: p
+    nodes:
+      - name: a
+        type: execution
+        step: s
+        actions:
+          - {when: node-complete, if: metadata.drift > 0.1, then: require-approval}
+      - {name: b, type: execution, step: s}
+    edges:
+      - [a.output.*, b.input.in]
+`
+	f := &fakeExec{behave: func(ctx context.Context, job Job) (Result, error) {
+		return succeed(ctx, job, 0, `{"drift": 0.3}`+"\n", map[string]string{"x": "1"})
+	}}
+	cfg, diags := spec.Parse("valohai.yaml", []byte(yaml))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	run := func(approved string) *store.Run {
+		st, err := file.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, _ := Run(context.Background(), Options{Config: cfg, Pipeline: cfg.Pipelines[0], Executor: f, Store: st,
+			TempDir: t.TempDir(), PR: 12, Approved: approved, ApprovalHint: `add the label "sluice/approved" to the pull request`})
+		return rec
+	}
+	rec := run("")
+	if rec.Status != store.StatusStopped || rec.Node("b").Status != store.StatusSkipped || rec.PR != 12 ||
+		!strings.Contains(rec.Reason, `metadata.drift > 0.1 held on node-complete, so require-approval: the pipeline waits for an approval (add the label "sluice/approved"`) {
+		t.Errorf("unapproved: %s %q, b %s", rec.Status, rec.Reason, rec.Node("b").Status)
+	}
+	rec = run(`label "sluice/approved" on pull request #12`)
+	if rec.Status != store.StatusSucceeded || rec.Node("b").Status != store.StatusSucceeded ||
+		len(rec.Node("a").Warnings) != 1 || !strings.HasSuffix(rec.Node("a").Warnings[0], `approved by label "sluice/approved" on pull request #12`) {
+		t.Errorf("approved: %s %q, b %s, warnings %q", rec.Status, rec.Reason, rec.Node("b").Status, rec.Node("a").Warnings)
+	}
+}

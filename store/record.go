@@ -15,11 +15,13 @@ import (
 // every node its status, times, parameters, inputs, outputs, metadata and
 // log. It is stored as JSON under RunKey(id).
 type Run struct {
-	ID       string    `json:"id"`
-	Pipeline string    `json:"pipeline"`
-	File     string    `json:"file,omitempty"`
-	Commit   string    `json:"commit,omitempty"`
-	Branch   string    `json:"branch,omitempty"`
+	ID       string `json:"id"`
+	Pipeline string `json:"pipeline"`
+	File     string `json:"file,omitempty"`
+	Commit   string `json:"commit,omitempty"`
+	Branch   string `json:"branch,omitempty"`
+	// PR is the pull or merge request the run was for, 0 when none.
+	PR       int       `json:"pr,omitempty"`
 	Status   Status    `json:"status"`
 	Reason   string    `json:"reason,omitempty"`
 	Started  time.Time `json:"started"`
