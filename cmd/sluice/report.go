@@ -55,29 +55,22 @@ func newReportCmd(stdout, stderr io.Writer) *cobra.Command {
 			if len(args) == 1 {
 				file = args[0]
 			}
-			var gates []spec.Gate
-			var pipeline *spec.Pipeline
+			in := reportInput{st: st, storeURL: storeURL, rec: rec, baseline: baseline, repo: filepath.Dir(file), stderr: stderr}
 			if file != "" {
 				if cfg, diags := spec.ParseFile(file); !diags.HasErrors() {
-					pipeline = cfg.Pipeline(rec.Pipeline)
-					sc, err := loadSluiceConfig(stderr, file, cfg)
-					if err != nil {
+					in.pipeline = cfg.Pipeline(rec.Pipeline)
+					if in.sluice, err = loadSluiceConfig(stderr, file, cfg); err != nil {
 						return err
-					}
-					if sc != nil {
-						gates = sc.Gates
 					}
 				} else if len(args) == 1 {
 					return usageErrorf("%s has errors; run `sluice lint %s`", file, file)
 				}
 			}
-			base, note, err := findBaseline(ctx, st, rec, baseline, filepath.Dir(file))
+			r, err := assembleReport(ctx, in)
 			if err != nil {
 				return err
 			}
-			v := report.Evaluate(rec, base, gates)
-			r := report.Report{Run: rec, Baseline: base, BaselineNote: note, Verdict: v, Pipeline: pipeline,
-				Logs: failedLogs(ctx, st, rec)}
+			v, base, note := r.Verdict, r.Baseline, r.BaselineNote
 			var text string
 			if format == "json" {
 				data, err := json.MarshalIndent(struct {

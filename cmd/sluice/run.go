@@ -81,7 +81,7 @@ func gitOutput(dir string, args ...string) string {
 }
 
 func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
-	var pipeline, step, task, storeURL, pull, baseline string
+	var pipeline, step, task, storeURL, pull, baseline, reportFile string
 	var params []string
 	var concurrency int
 	var noCache []string
@@ -161,7 +161,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			rec, err := runner.Run(cmd.Context(), runner.Options{
 				Config: cfg, Pipeline: p, Params: values, Executor: exec, Store: st, RepoDir: repo,
 				Concurrency: concurrency, RunID: runID, Log: log, Logger: logger, OnNodeStatus: onStatus,
-				NoCache: noCacheAll, NoCacheNodes: noCacheNodes, Sluice: sc,
+				NoCache: noCacheAll, NoCacheNodes: noCacheNodes, Sluice: sc, ApprovalHint: approvalHint(sc),
 				Commit: gitOutput(repo, "rev-parse", "HEAD"), Branch: gitOutput(repo, "rev-parse", "--abbrev-ref", "HEAD"),
 			})
 			stopLive()
@@ -188,17 +188,19 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			}
 			// The verdict: a failed pipeline (1), a failed gate of sluice.yaml
 			// or a node action that stopped the pipeline (2), or passed (0).
-			var gates []spec.Gate
-			if sc != nil {
-				gates = sc.Gates
+			r, err := assembleReport(cmd.Context(), reportInput{st: st, storeURL: storeURL, rec: rec, sluice: sc,
+				pipeline: p, baseline: baseline, repo: repo, stderr: stderr})
+			if err != nil {
+				return err
 			}
-			base, note, berr := findBaseline(cmd.Context(), st, rec, baseline, repo)
-			if berr != nil {
-				return berr
+			v := r.Verdict
+			if len(pipelineGates(sc, p)) > 0 {
+				fmt.Fprintf(stderr, "sluice: gates (baseline: %s): %s\n", r.BaselineNote, v.Summary())
 			}
-			v := report.Evaluate(rec, base, gates)
-			if len(gates) > 0 {
-				fmt.Fprintf(stderr, "sluice: gates (baseline: %s): %s\n", note, v.Summary())
+			if reportFile != "" {
+				if err := writeFileAtomic(reportFile, strings.NewReader(report.Markdown(r))); err != nil {
+					return err
+				}
 			}
 			if code := v.ExitCode(); code != 0 {
 				return &exitError{code: code}
@@ -217,6 +219,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&storeURL, "store", "", "where outputs, logs and run records go: gs://BUCKET/PREFIX or a directory (default .sluice in the repository)")
 	f.StringVar(&pull, "pull", "missing", "when to pull images: missing, always or never")
 	f.StringVar(&baseline, "baseline", "", "a run id, or a branch, whose run the gates compare with (its run at the merge base, else its latest)")
+	f.StringVar(&reportFile, "report", "", "also write the Markdown report to this file")
 	return cmd
 }
 
@@ -458,4 +461,13 @@ func pingDocker(ctx context.Context, e *docker.Executor) error {
 		return fmt.Errorf("cannot reach a Docker daemon at %s: %v; start dockerd, or set DOCKER_HOST", host, err)
 	}
 	return nil
+}
+
+// approvalHint says how a require-approval action is approved.
+func approvalHint(sc *spec.SluiceConfig) string {
+	label := spec.DefaultApprovalLabel
+	if sc != nil {
+		label = sc.Report.ApprovalLabel
+	}
+	return fmt.Sprintf("add the label %q to the pull request and run again", label)
 }
