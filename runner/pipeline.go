@@ -68,6 +68,10 @@ type Options struct {
 	// live status display). It is called from the node's goroutine, never
 	// with a lock held.
 	OnNodeStatus func(node string, status store.Status)
+	// OnNodeDone, when set, is handed the final record of each node that ran
+	// (or was reused), its log in the store, as soon as it ends. It is
+	// called from the scheduler: it must return quickly.
+	OnNodeDone func(nr *store.NodeRun)
 }
 
 // ErrPipelineFailed is wrapped by the error Run returns when the pipeline ran
@@ -286,6 +290,9 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 		res := <-results
 		running--
 		done[res.node] = true
+		if r.opts.OnNodeDone != nil {
+			r.opts.OnNodeDone(res.nr)
+		}
 		n := r.opts.Pipeline.Node(res.node)
 		switch res.nr.Status {
 		case store.StatusFailed:

@@ -325,3 +325,40 @@ func TestRequireApproval(t *testing.T) {
 		t.Errorf("approved: %s %q, b %s, warnings %q", rec.Status, rec.Reason, rec.Node("b").Status, rec.Node("a").Warnings)
 	}
 }
+
+// OnNodeDone gets each node's final record, its log already stored.
+func TestOnNodeDone(t *testing.T) {
+	f := &fakeExec{behave: func(ctx context.Context, job Job) (Result, error) {
+		return succeed(ctx, job, 0, "hello from "+job.Node+"\n", nil)
+	}}
+	cfg, diags := spec.Parse("valohai.yaml", []byte(nodes("a", "b")+"    edges: []\n"))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	st, err := file.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	got := map[string]*store.NodeRun{}
+	_, err = Run(context.Background(), Options{Config: cfg, Pipeline: cfg.Pipelines[0], Executor: f, Store: st, TempDir: t.TempDir(),
+		OnNodeDone: func(nr *store.NodeRun) { mu.Lock(); got[nr.Name] = nr; mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b"} {
+		nr := got[name]
+		if nr == nil || nr.Status != store.StatusSucceeded || nr.Log.IsZero() {
+			t.Fatalf("node %s: %+v", name, nr)
+		}
+		rc, _, err := store.OpenBlob(context.Background(), st, nr.Log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(rc)
+		rc.Close()
+		if string(data) != "hello from "+name+"\n" {
+			t.Errorf("node %s log %q", name, data)
+		}
+	}
+}
