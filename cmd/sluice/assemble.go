@@ -23,17 +23,25 @@ type reportInput struct {
 	sluice   *spec.SluiceConfig // nil: no sluice.yaml
 	pipeline *spec.Pipeline     // nil: the pipeline file is not at hand
 	baseline string             // --baseline: a run id or a branch; "" for none
-	repo     string             // the repository, for the merge base
-	full     string             // where the full report is, for a shortened one
+	// resolved, when true, says that base and baseNote are the baseline,
+	// found before the run (a branch's latest run may be this run after it).
+	resolved bool
+	base     *store.Run
+	baseNote string
+	repo     string // the repository, for the merge base
+	full     string // where the full report is, for a shortened one
 	stderr   io.Writer
 }
 
 // assembleReport finds the baseline, evaluates the gates and gathers what
 // the Markdown shows: the same for `run`, `report` and `ci`.
 func assembleReport(ctx context.Context, in reportInput) (report.Report, error) {
-	base, note, err := findBaseline(ctx, in.st, in.rec, in.baseline, in.repo)
-	if err != nil {
-		return report.Report{}, err
+	base, note := in.base, in.baseNote
+	if !in.resolved {
+		var err error
+		if base, note, err = findBaseline(ctx, in.st, in.rec, in.baseline, in.repo); err != nil {
+			return report.Report{}, err
+		}
 	}
 	gates := pipelineGates(in.sluice, in.pipeline)
 	r := report.Report{

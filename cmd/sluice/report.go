@@ -8,18 +8,22 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluice-ci/sluice/ci"
 	"github.com/sluice-ci/sluice/report"
 	"github.com/sluice-ci/sluice/spec"
 	"github.com/sluice-ci/sluice/store"
 )
 
 func newReportCmd(stdout, stderr io.Writer) *cobra.Command {
-	var runID, baseline, storeURL, format, out string
+	var runID, baseline, storeURL, format, out, from, pubFile string
+	var doPost bool
+	var pr int
 	cmd := &cobra.Command{
 		Use:   "report [FILE]",
 		Short: "Compare a run with its baseline, apply the gates of sluice.yaml, and write the Markdown report",
@@ -33,6 +37,26 @@ func newReportCmd(stdout, stderr io.Writer) *cobra.Command {
 				return usageErrorf("--format %q: use markdown or json", format)
 			}
 			ctx := cmd.Context()
+			var c *ci.Context
+			if doPost || from != "" {
+				var err error
+				if c, err = ci.Detect(getenv); err != nil {
+					return usageErrorf("%v", err)
+				}
+				if pr < 0 {
+					return usageErrorf("--pr %d: not a pull or merge request number", pr)
+				}
+				if pr > 0 {
+					c.Number = pr
+				}
+			}
+			logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			if from != "" {
+				if !doPost {
+					return usageErrorf("--from FILE posts a kept report: give --post too")
+				}
+				return postFromFile(ctx, c, from, stderr, logger)
+			}
 			st, err := openStoreFlag(storeURL)
 			if err != nil {
 				return err
@@ -93,8 +117,24 @@ func newReportCmd(stdout, stderr io.Writer) *cobra.Command {
 			} else if _, err := io.WriteString(stdout, text); err != nil {
 				return err
 			}
+			code := v.ExitCode()
+			if doPost {
+				body := text
+				if format != "markdown" {
+					body = report.Markdown(r)
+				}
+				if c.Number == 0 && c.HeadSHA == "" {
+					return usageErrorf("--post: this is no pull or merge request run and no --pr was given: nothing to post on")
+				}
+				if o := post(ctx, c, report.NewPublication(r, body), pubFile, stderr, logger); o.err != nil {
+					fmt.Fprintf(stderr, "sluice: the report was not posted: %v\n", o.err)
+					if code == 0 {
+						code = exitFailed
+					}
+				}
+			}
 			fmt.Fprintf(stderr, "sluice: %s\n", v.Summary())
-			if code := v.ExitCode(); code != 0 {
+			if code != 0 {
 				return &exitError{code: code}
 			}
 			return nil
@@ -106,6 +146,10 @@ func newReportCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&storeURL, "store", "", "the store (default .sluice in the repository)")
 	f.StringVar(&format, "format", "markdown", "markdown or json")
 	f.StringVarP(&out, "out", "o", "", "write the report to this file instead of stdout")
+	f.BoolVar(&doPost, "post", false, "post the report on the pull or merge request (GitHub Actions, GitLab CI) with a check or commit status")
+	f.IntVar(&pr, "pr", 0, "the pull or merge request to post on (default: the one the CI event names)")
+	f.StringVar(&from, "from", "", "post a report kept in this file by a run whose token could not (with --post; checks the pull request's head first)")
+	f.StringVar(&pubFile, "publication", ".sluice/publication.json", "where the report is kept when the token may not post it")
 	return cmd
 }
 
@@ -120,6 +164,28 @@ func baseID(r *store.Run) string {
 // successful run of the same pipeline at the merge base with HEAD is used,
 // else its latest successful run.
 func findBaseline(ctx context.Context, st store.Store, rec *store.Run, baseline, dir string) (*store.Run, string, error) {
+	if dir == "" {
+		dir = "."
+	}
+	return findBaselineAt(ctx, st, rec, baseline, mergeBaseOf(dir, baseline))
+}
+
+// mergeBaseOf is the merge base of HEAD and a branch (or the remote's copy
+// of it, as a CI checkout has), or "".
+func mergeBaseOf(dir, branch string) string {
+	if branch == "" {
+		return ""
+	}
+	for _, ref := range []string{branch, "origin/" + branch} {
+		if mb := gitOutput(dir, "merge-base", "HEAD", ref); mb != "" {
+			return mb
+		}
+	}
+	return ""
+}
+
+// findBaselineAt is findBaseline with the merge base known ("" when not).
+func findBaselineAt(ctx context.Context, st store.Store, rec *store.Run, baseline, mb string) (*store.Run, string, error) {
 	if baseline == "" {
 		return nil, "no baseline was asked for (--baseline BRANCH or RUN)", nil
 	}
@@ -128,10 +194,7 @@ func findBaseline(ctx context.Context, st store.Store, rec *store.Run, baseline,
 	} else if !errors.Is(err, fs.ErrNotExist) && !strings.Contains(err.Error(), "not valid") {
 		return nil, "", &exitError{code: exitFailed, err: err}
 	}
-	if dir == "" {
-		dir = "."
-	}
-	if mb := gitOutput(dir, "merge-base", "HEAD", baseline); mb != "" {
+	if mb != "" {
 		refs, err := store.CommitRuns(ctx, st, mb)
 		if err != nil {
 			return nil, "", &exitError{code: exitFailed, err: err}
@@ -150,6 +213,9 @@ func findBaseline(ctx context.Context, st store.Store, rec *store.Run, baseline,
 	}
 	if err != nil {
 		return nil, "", &exitError{code: exitFailed, err: err}
+	}
+	if ref.Run == rec.ID {
+		return nil, fmt.Sprintf("the latest successful run on %s is this run", baseline), nil
 	}
 	b, err := store.GetRun(ctx, st, ref.Run)
 	if err != nil {

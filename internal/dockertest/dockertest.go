@@ -47,17 +47,27 @@ func Client(t testing.TB) *client.Client {
 // Image returns BusyboxImage after checking that the daemon has it.
 func Image(t testing.TB) string {
 	t.Helper()
+	return Require(t, BusyboxImage, "testdata/images/build.sh")
+}
+
+// DigitsImage is the scikit-learn image of examples/digits.
+const DigitsImage = "sluice-test/digits:latest"
+
+// Require returns image after checking that the daemon has it; script is
+// what builds it, for the message when it does not.
+func Require(t testing.TB, image, script string) string {
+	t.Helper()
 	cli := Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
 	defer cancel()
-	_, err := cli.ImageInspect(ctx, BusyboxImage)
+	_, err := cli.ImageInspect(ctx, image)
 	switch {
 	case cerrdefs.IsNotFound(err):
-		unavailable(t, os.Getenv, fmt.Sprintf("test image %s is not built: run testdata/images/build.sh", BusyboxImage))
+		unavailable(t, os.Getenv, fmt.Sprintf("test image %s is not built: run %s", image, script))
 	case err != nil:
-		unavailable(t, os.Getenv, fmt.Sprintf("inspect test image %s: %v", BusyboxImage, err))
+		unavailable(t, os.Getenv, fmt.Sprintf("inspect test image %s: %v", image, err))
 	}
-	return BusyboxImage
+	return image
 }
 
 // InCI reports whether getenv says the tests run in CI (CI=true, or any
