@@ -34,9 +34,9 @@ var getenv = os.Getenv
 
 // ciFlags are the inputs of `sluice ci`, which are also the GitHub Action's.
 type ciFlags struct {
-	file, pipeline, storeURL, baseline, config, workDir, pull, reportFile, publication string
-	concurrency                                                                        int
-	post                                                                               bool
+	file, pipeline, step, storeURL, baseline, config, workDir, pull, reportFile, publication string
+	concurrency                                                                              int
+	post                                                                                     bool
 }
 
 func newCICmd(stdout, stderr io.Writer) *cobra.Command {
@@ -66,6 +66,7 @@ func newCICmd(stdout, stderr io.Writer) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&fl.file, "file", defaultFile, "the pipeline file, relative to the working directory")
 	f.StringVar(&fl.pipeline, "pipeline", "", "the pipeline to run (needed when the file has several)")
+	f.StringVar(&fl.step, "step", "", "run a single step instead of a pipeline")
 	f.StringVar(&fl.storeURL, "store", "", "where outputs, logs and run records go: gs://BUCKET/PREFIX or a directory (default .sluice)")
 	f.IntVar(&fl.concurrency, "concurrency", 0, "how many nodes run at once (default: the number of CPUs)")
 	f.StringVar(&fl.baseline, "baseline", "", "a run id or a branch to compare with (default: the pull or merge request's target branch)")
@@ -128,7 +129,10 @@ func runCI(ctx context.Context, fl ciFlags, stdout, stderr io.Writer) error {
 	if diags.HasErrors() {
 		return usageErrorf("%s has %s; fix them and run again", fl.file, plural(diags.Count(spec.SeverityError), "error"))
 	}
-	p, err := choosePipeline(cfg, fl.file, fl.pipeline, "")
+	if fl.pipeline != "" && fl.step != "" {
+		return usageErrorf("give one of --pipeline and --step")
+	}
+	p, err := choosePipeline(cfg, fl.file, fl.pipeline, fl.step)
 	if err != nil {
 		return err
 	}

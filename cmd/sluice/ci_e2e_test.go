@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +40,13 @@ type ghResult struct {
 }
 
 func (j ghJob) run(args ...string) ghResult {
+	j.t.Helper()
+	return j.runWithout(nil, args...)
+}
+
+// runWithout runs sluice with the job's environment less the variables
+// named in drop.
+func (j ghJob) runWithout(drop []string, args ...string) ghResult {
 	t := j.t
 	t.Helper()
 	jobDir := t.TempDir()
@@ -66,6 +74,10 @@ func (j ghJob) run(args ...string) ghResult {
 		"GITHUB_WORKSPACE="+j.dir, "GITHUB_OUTPUT="+outPath, "GITHUB_STEP_SUMMARY="+sumPath,
 		"GITHUB_TOKEN=ghs_fakeTokenForTests0123456789")
 	env = append(env, j.extra...)
+	env = slices.DeleteFunc(env, func(kv string) bool {
+		name, _, _ := strings.Cut(kv, "=")
+		return slices.Contains(drop, name)
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], args...)
@@ -253,5 +265,69 @@ func TestCIGitHubDigits(t *testing.T) {
 	res = job.run("report", "--post", "--from", pubFile)
 	if res.code != 0 || len(fake.Comments()) != 1 || len(fake.Writes()) <= before {
 		t.Errorf("publisher: exit %d, comments %d, writes %q\nstderr:\n%s", res.code, len(fake.Comments()), fake.Writes()[before:], res.stderr)
+	}
+}
+
+// A step's log cannot issue workflow commands or open and close GitLab
+// sections: on GitHub every line of it is inside stop-commands with a token
+// it cannot guess; on GitLab its escape bytes are neutralised.
+func TestCIStepLogCannotIssueCommands(t *testing.T) {
+	dockertest.Image(t)
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join("testdata", "run", "hostile-log"))); err != nil {
+		t.Fatal(err)
+	}
+	job := ghJob{t: t, dir: dir, api: "http://127.0.0.1:1", event: "push", eventJSON: pushEvent(strings.Repeat("a", 40)),
+		sha: strings.Repeat("a", 40), ref: "refs/heads/main"}
+	res := job.run("ci", "--step", "hostile", "--post=false", "--pull", "never")
+	if res.code != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s", res.code, res.stderr)
+	}
+	// Replay the job log as the runner reads it: the commands it would run.
+	var stopped string
+	var commands []string
+	for _, line := range strings.Split(res.stdout, "\n") {
+		trimmed := strings.TrimLeft(line, " \t")
+		if stopped != "" {
+			if trimmed == "::"+stopped+"::" {
+				stopped = ""
+			}
+			continue
+		}
+		if tok, ok := strings.CutPrefix(trimmed, "::stop-commands::"); ok {
+			stopped = tok
+			continue
+		}
+		if strings.HasPrefix(trimmed, "::") {
+			commands = append(commands, trimmed)
+		}
+	}
+	for _, c := range commands {
+		if !strings.HasPrefix(c, "::group::hostile: succeeded") && c != "::endgroup::" && !strings.HasPrefix(c, "::add-mask::ghs_") {
+			t.Errorf("the step issued %q\njob log:\n%s", c, res.stdout)
+		}
+	}
+	if stopped != "" {
+		t.Errorf("commands were left stopped at the end of the job log:\n%s", res.stdout)
+	}
+	if !strings.Contains(res.stdout, "::error::boom") || !strings.Contains(res.outputs, "\npassed\n") {
+		t.Errorf("the step's lines are missing from the log, or the verdict output was changed:\n%s\noutputs %q", res.stdout, res.outputs)
+	}
+
+	// GitLab: the only sections are sluice's own.
+	gl := job
+	gl.extra = []string{"GITLAB_CI=true", "CI_PROJECT_PATH=group/demo", "CI_PROJECT_ID=7", "CI_PIPELINE_SOURCE=push",
+		"CI_COMMIT_SHA=" + strings.Repeat("b", 40), "CI_COMMIT_BRANCH=main", "CI_API_V4_URL=http://127.0.0.1:1/api/v4",
+		"CI_JOB_URL=https://gitlab.example.com/group/demo/-/jobs/1"}
+	gl.event = ""
+	res = gl.runWithout([]string{"GITHUB_ACTIONS"}, "ci", "--step", "hostile", "--post=false", "--pull", "never")
+	if res.code != 0 {
+		t.Fatalf("gitlab: exit %d\nstderr:\n%s", res.code, res.stderr)
+	}
+	if n := strings.Count(res.stdout, "\x1b"); n != 4 {
+		t.Errorf("gitlab: %d escape bytes in the job log, want 4 (sluice's own section start and end):\n%q", n, res.stdout)
+	}
+	if strings.Count(res.stdout, "section_start:") != 1 || strings.Count(res.stdout, "section_end:") != 1 {
+		t.Errorf("gitlab: the step opened or closed a section:\n%q", res.stdout)
 	}
 }
