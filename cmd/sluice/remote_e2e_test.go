@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/sluice-ci/sluice/internal/dockertest"
@@ -20,8 +21,38 @@ import (
 // file system with sluice: everything must go through the API. A proxy on
 // 127.0.0.1 forwards to the local daemon's socket.
 func TestRunOnRemoteDaemon(t *testing.T) {
-	cli := dockertest.Client(t)
 	dockertest.Image(t)
+	addr, proxied := dockerTCPProxy(t)
+
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join("testdata", "run", "remote-daemon"))); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(context.Background(), os.Args[0], "run", "--pull", "never")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "SLUICE_TEST_MAIN=1", "DOCKER_HOST=tcp://"+addr)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("run over tcp: %v\n%s", err, out)
+	}
+	if proxied.Load() == 0 {
+		t.Fatal("no connection went through the TCP proxy")
+	}
+	rec := binResult{dir: dir}.lastRun(t)
+	if rec.Status != store.StatusSucceeded || rec.Node("join").Output("joined.txt") == nil {
+		t.Fatalf("run %s: %s, join outputs %v\n%s", rec.ID, rec.Status, rec.Node("join").Outputs, out)
+	}
+	if !strings.Contains(string(out), "join | LEFT.txt RIGHT.txt") {
+		t.Errorf("inputs did not arrive:\n%s", out)
+	}
+}
+
+// dockerTCPProxy serves the local daemon's socket on a TCP port of
+// 127.0.0.1, as docker:dind serves the daemon to a GitLab job: it returns
+// the address and a count of the connections that went through.
+func dockerTCPProxy(t *testing.T) (string, *atomic.Int64) {
+	t.Helper()
+	cli := dockertest.Client(t)
 	host := cli.DaemonHost()
 	u, err := url.Parse(host)
 	if err != nil || u.Scheme != "unix" {
@@ -33,7 +64,7 @@ func TestRunOnRemoteDaemon(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	var proxied sync.Map
+	var proxied atomic.Int64
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -42,7 +73,7 @@ func TestRunOnRemoteDaemon(t *testing.T) {
 			if err != nil {
 				return
 			}
-			proxied.Store(c.RemoteAddr().String(), true)
+			proxied.Add(1)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -57,28 +88,5 @@ func TestRunOnRemoteDaemon(t *testing.T) {
 			}()
 		}
 	}()
-
-	dir := t.TempDir()
-	if err := os.CopyFS(dir, os.DirFS(filepath.Join("testdata", "run", "remote-daemon"))); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(context.Background(), os.Args[0], "run", "--pull", "never")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "SLUICE_TEST_MAIN=1", "DOCKER_HOST=tcp://"+ln.Addr().String())
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("run over tcp: %v\n%s", err, out)
-	}
-	n := 0
-	proxied.Range(func(any, any) bool { n++; return true })
-	if n == 0 {
-		t.Fatal("no connection went through the TCP proxy")
-	}
-	rec := binResult{dir: dir}.lastRun(t)
-	if rec.Status != store.StatusSucceeded || rec.Node("join").Output("joined.txt") == nil {
-		t.Fatalf("run %s: %s, join outputs %v\n%s", rec.ID, rec.Status, rec.Node("join").Outputs, out)
-	}
-	if !strings.Contains(string(out), "join | LEFT.txt RIGHT.txt") {
-		t.Errorf("inputs did not arrive:\n%s", out)
-	}
+	return ln.Addr().String(), &proxied
 }
