@@ -46,7 +46,7 @@ func gitFiles(ctx context.Context, repo string) ([]string, error) {
 	}
 	var files []string
 	for _, f := range strings.Split(out.String(), "\x00") {
-		if f == "" || strings.HasPrefix(f, ".sluice/") {
+		if f == "" || strings.HasPrefix(f, ".sluice/") || neverCopied(f) {
 			continue
 		}
 		if st, err := os.Lstat(filepath.Join(repo, f)); err == nil && (st.Mode().IsRegular() || st.Mode()&os.ModeSymlink != 0) {
@@ -56,17 +56,29 @@ func gitFiles(ctx context.Context, repo string) ([]string, error) {
 	return files, nil
 }
 
+// walkFiles lists the work tree's files without git: everything but .git,
+// .sluice and what its .gitignore files ignore.
 func walkFiles(repo string) ([]string, error) {
 	var files []string
+	var ign gitignore
 	err := filepath.WalkDir(repo, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		rel, _ := filepath.Rel(repo, p)
-		if d.IsDir() && (d.Name() == ".git" || d.Name() == ".sluice") && rel != "." {
-			return filepath.SkipDir
+		slash := filepath.ToSlash(rel)
+		if d.IsDir() {
+			if rel == "." {
+				ign.load(p, "")
+				return nil
+			}
+			if d.Name() == ".git" || d.Name() == ".sluice" || ign.ignored(slash, true) {
+				return filepath.SkipDir
+			}
+			ign.load(p, slash)
+			return nil
 		}
-		if d.Type().IsRegular() || d.Type()&os.ModeSymlink != 0 {
+		if (d.Type().IsRegular() || d.Type()&os.ModeSymlink != 0) && !ign.ignored(slash, false) && !neverCopied(rel) {
 			files = append(files, rel)
 		}
 		return nil

@@ -416,6 +416,13 @@ func writeFileAtomic(dest string, r io.Reader) error {
 		tmp.Close()
 		return &exitError{code: exitFailed, err: fmt.Errorf("write %s: %w", dest, err)}
 	}
+	// CreateTemp makes the file 0600; what sluice writes is for the user and
+	// later CI steps, which may run as another user (a Docker action runs as
+	// root, the steps after it do not).
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return &exitError{code: exitFailed, err: err}
+	}
 	if err := tmp.Close(); err != nil {
 		return &exitError{code: exitFailed, err: err}
 	}
