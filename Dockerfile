@@ -48,7 +48,6 @@ RUN set -eu; \
 		github.com/docker/docker/client \
 		github.com/docker/docker/pkg/stdcopy \
 		github.com/google/go-github/v84/github \
-		gitlab.com/gitlab-org/api/client-go/v2 \
 		github.com/spf13/cobra \
 		github.com/yuin/goldmark \
 		go.yaml.in/yaml/v3 2>/dev/null); \

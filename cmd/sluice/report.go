@@ -37,11 +37,17 @@ func newReportCmd(stdout, stderr io.Writer) *cobra.Command {
 				return usageErrorf("--format %q: use markdown or json", format)
 			}
 			ctx := cmd.Context()
+			if from != "" && !doPost {
+				return usageErrorf("--from FILE posts a kept report: give --post too")
+			}
 			var c *ci.Context
-			if doPost || from != "" {
+			if doPost {
 				var err error
 				if c, err = ci.Detect(getenv); err != nil {
 					return usageErrorf("%v", err)
+				}
+				if c.Platform == ci.Local {
+					return usageErrorf("--post needs GitHub Actions or GitLab CI (GITHUB_ACTIONS or GITLAB_CI set): here there is no pull or merge request to post on")
 				}
 				if pr < 0 {
 					return usageErrorf("--pr %d: not a pull or merge request number", pr)
@@ -52,9 +58,6 @@ func newReportCmd(stdout, stderr io.Writer) *cobra.Command {
 			}
 			logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			if from != "" {
-				if !doPost {
-					return usageErrorf("--from FILE posts a kept report: give --post too")
-				}
 				return postFromFile(ctx, c, from, stderr, logger)
 			}
 			st, err := openStoreFlag(storeURL)

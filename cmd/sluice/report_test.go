@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sluice-ci/sluice/internal/fakegithub"
 	"github.com/sluice-ci/sluice/store"
 	"github.com/sluice-ci/sluice/store/file"
 )
@@ -63,5 +65,36 @@ func TestReportCommand(t *testing.T) {
 	}
 	if code, _, errOut := runCLI(t, "report", "--store", "store", "--run", "nope"); code != 3 || !strings.Contains(errOut, "nope") {
 		t.Errorf("unknown run: exit %d %s", code, errOut)
+	}
+
+	// --post outside CI says there is nothing to post on; --from needs --post.
+	getenv = func(string) string { return "" }
+	t.Cleanup(func() { getenv = os.Getenv })
+	if code, _, errOut := runCLI(t, "report", "--store", "store", "--post"); code != 3 || !strings.Contains(errOut, "GitHub Actions or GitLab CI") {
+		t.Errorf("--post locally: exit %d %s", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, "report", "--store", "store", "--from", "x.json"); code != 3 || !strings.Contains(errOut, "give --post too") {
+		t.Errorf("--from without --post: exit %d %s", code, errOut)
+	}
+
+	// In GitHub Actions, a pull request that does not exist: a clear error,
+	// and the exit code says the report was not posted.
+	fake := fakegithub.New(demoRepo)
+	fake.Pulls[7] = strings.Repeat("e", 40)
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	event := filepath.Join(dir, "event.json")
+	os.WriteFile(event, []byte(pushEvent(strings.Repeat("e", 40))), 0o644)
+	env := map[string]string{"GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": demoRepo, "GITHUB_API_URL": srv.URL,
+		"GITHUB_EVENT_NAME": "push", "GITHUB_EVENT_PATH": event, "GITHUB_SHA": strings.Repeat("e", 40), "GITHUB_REF": "refs/heads/main",
+		"GITHUB_TOKEN": "ghs_fake0123456789"}
+	getenv = func(k string) string { return env[k] }
+	code, _, errOut = runCLI(t, "report", "--store", "store", "--post", "--pr", "999")
+	if code != 1 || !strings.Contains(errOut, "999") || !strings.Contains(strings.ToLower(errOut), "not found") || len(fake.Comments()) != 0 {
+		t.Errorf("--pr 999: exit %d, %d comments\n%s", code, len(fake.Comments()), errOut)
+	}
+	code, _, errOut = runCLI(t, "report", "--store", "store", "--post", "--pr", "7")
+	if code != 0 || len(fake.Comments()) != 1 || fake.Comments()[0].Number != 7 {
+		t.Errorf("--pr 7: exit %d, comments %+v\n%s", code, fake.Comments(), errOut)
 	}
 }

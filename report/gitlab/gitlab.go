@@ -24,8 +24,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	gl "gitlab.com/gitlab-org/api/client-go/v2"
-
 	"github.com/sluice-ci/sluice/report"
 )
 
@@ -60,6 +58,8 @@ type Config struct {
 	// several pipelines share the commit.
 	PipelineID int64
 	// HTTPClient sends the requests; nil means a client with a 60 s timeout.
+	// A copy is used that does not follow redirects to another scheme or
+	// host, where the token would go along.
 	HTTPClient *http.Client
 	// Logger receives what the publisher does; nil discards it.
 	Logger *slog.Logger
@@ -74,10 +74,10 @@ type Config struct {
 
 // Publisher posts publications on GitLab merge requests and commits.
 type Publisher struct {
-	cfg    Config
-	client *gl.Client
-	log    *slog.Logger
-	sleep  func(ctx context.Context, d time.Duration) error
+	cfg   Config
+	api   *client
+	log   *slog.Logger
+	sleep func(ctx context.Context, d time.Duration) error
 }
 
 var _ report.Publisher = (*Publisher)(nil)
@@ -108,31 +108,8 @@ func New(cfg Config) (*Publisher, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 60 * time.Second}
 	}
-	opts := []gl.ClientOptionFunc{
-		gl.WithBaseURL(cfg.APIURL),
-		gl.WithHTTPClient(cfg.HTTPClient),
-		// client-go retries POSTs on 5xx and 429, which can post a note
-		// twice; retries are done here instead (see retry.go).
-		gl.WithoutRetries(),
-		// Its limiter waits on the real clock outside Config.Sleep; a
-		// publish makes a handful of requests and 429s are honoured here.
-		gl.WithCustomLimiter(noLimit{}),
-		gl.WithURLWarningLogger(cfg.Logger),
-		gl.WithUserAgent("sluice (+https://github.com/sluice-ci/sluice)"),
-	}
-	var client *gl.Client
-	switch {
-	case cfg.Token == "":
-		client, err = gl.NewAuthSourceClient(gl.Unauthenticated{}, opts...)
-	case cfg.JobToken:
-		client, err = gl.NewJobClient(cfg.Token, opts...)
-	default:
-		client, err = gl.NewClient(cfg.Token, opts...)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("gitlab: create client for %s: %w", u.Redacted(), err)
-	}
-	return &Publisher{cfg: cfg, client: client, log: cfg.Logger, sleep: cfg.Sleep}, nil
+	api := newClient(u, cfg.HTTPClient, cfg.Token, cfg.JobToken)
+	return &Publisher{cfg: cfg, api: api, log: cfg.Logger, sleep: cfg.Sleep}, nil
 }
 
 // Publish posts pub: when pub.Number > 0, the sticky note on merge request
@@ -207,6 +184,46 @@ const tokenHint = "store a project access token (or group access token) with the
 // shaRE matches a commit SHA (SHA-1 or SHA-256, abbreviated or not).
 var shaRE = regexp.MustCompile(`^[0-9a-fA-F]{7,64}$`)
 
+// user is what is used of GET /user.
+type user struct {
+	ID int64 `json:"id"`
+}
+
+// mergeRequest is what is used of GET /projects/:id/merge_requests/:iid.
+type mergeRequest struct {
+	Labels []string `json:"labels"`
+	WebURL string   `json:"web_url"`
+}
+
+// note is what is used of a merge request note.
+type note struct {
+	ID     int64  `json:"id"`
+	Body   string `json:"body"`
+	System bool   `json:"system"`
+	Author struct {
+		ID int64 `json:"id"`
+	} `json:"author"`
+}
+
+// noteBody is the body of a note's POST or PUT.
+type noteBody struct {
+	Body string `json:"body"`
+}
+
+// commitStatus is the body of POST /projects/:id/statuses/:sha.
+type commitStatus struct {
+	State       string `json:"state"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	TargetURL   string `json:"target_url,omitempty"`
+	PipelineID  int64  `json:"pipeline_id,omitempty"`
+}
+
+// mergeRequestPath is the escaped API path of merge request !iid.
+func mergeRequestPath(project string, iid int64) string {
+	return projectPath(project) + "/merge_requests/" + strconv.FormatInt(iid, 10)
+}
+
 // stickyNote creates or updates the note of pub on merge request !iid and
 // returns what it did and the note's URL.
 func (c *call) stickyNote(ctx context.Context, project string, iid int64, pub *report.Publication) (string, string, error) {
@@ -214,173 +231,154 @@ func (c *call) stickyNote(ctx context.Context, project string, iid int64, pub *r
 	if err != nil {
 		return "", "", err
 	}
-	var me *gl.User
-	err = c.read(ctx, "read the token's user (GET /user)", func(o gl.RequestOptionFunc) (*gl.Response, error) {
-		var resp *gl.Response
-		var err error
-		me, resp, err = c.p.client.Users.CurrentUser(o)
-		return resp, err
-	})
-	if err != nil {
+	var me user
+	if _, err := c.read(ctx, "read the token's user (GET /user)", "/user", nil, &me); err != nil {
 		return "", "", fmt.Errorf("gitlab: %w", err)
 	}
-	if me == nil || me.ID == 0 {
+	if me.ID == 0 {
 		return "", "", errors.New("gitlab: GET /user did not say which user the token belongs to")
 	}
+	notes := mergeRequestPath(project, iid) + "/notes"
 	action := ""
 	for attempt := 0; ; attempt++ {
-		note, err := c.findNote(ctx, project, iid, me.ID, pub.Marker)
+		found, err := c.findNote(ctx, project, iid, me.ID, pub.Marker)
 		if err != nil {
 			return "", "", err
 		}
 		what := "create the note on"
 		var id int64
-		var resp *gl.Response
 		switch {
-		case note != nil && sameBody(note.Body, pub.Body):
+		case found != nil && sameBody(found.Body, pub.Body):
 			if action == "" {
 				action = "unchanged"
 			}
-			c.p.log.Info("gitlab: merge request note "+action, "project", project, "mr", iid, "note", note.ID)
-			return action, noteURL(mr.WebURL, note.ID), nil
-		case note != nil:
+			c.p.log.Info("gitlab: merge request note "+action, "project", project, "mr", iid, "note", found.ID)
+			return action, noteURL(mr.WebURL, found.ID), nil
+		case found != nil:
 			if action == "" {
 				action = "updated"
 			}
-			what, id = "update the note on", note.ID
-			_, resp, err = c.p.client.Notes.UpdateMergeRequestNote(project, iid, note.ID,
-				&gl.UpdateMergeRequestNoteOptions{Body: &pub.Body}, gl.WithContext(ctx))
+			what, id = "update the note on", found.ID
+			_, err = c.p.api.do(ctx, http.MethodPut, notes+"/"+strconv.FormatInt(found.ID, 10), nil, noteBody{pub.Body}, nil)
 		default:
 			if action == "" {
 				action = "created"
 			}
-			var created *gl.Note
-			created, resp, err = c.p.client.Notes.CreateMergeRequestNote(project, iid,
-				&gl.CreateMergeRequestNoteOptions{Body: &pub.Body}, gl.WithContext(ctx))
-			if created != nil {
-				id = created.ID
-			}
+			var created note
+			_, err = c.p.api.do(ctx, http.MethodPost, notes, nil, noteBody{pub.Body}, &created)
+			id = created.ID
 		}
 		if err == nil {
 			c.p.log.Info("gitlab: merge request note "+action, "project", project, "mr", iid, "note", id)
 			return action, noteURL(mr.WebURL, id), nil
 		}
 		what = fmt.Sprintf("%s merge request !%d of project %s", what, iid, project)
-		if !transient(resp, err) {
-			return "", "", writeError(what, resp, err)
+		if !transient(err) {
+			return "", "", writeError(what, err)
 		}
 		// The write may have happened: look for the note again before
 		// writing, so that a retry never posts a second note.
 		c.p.log.Warn("gitlab: writing the note failed; looking for it again before retrying",
 			"project", project, "mr", iid, "error", c.p.redactString(err.Error()))
-		if err := c.wait(ctx, attempt, resp, fmt.Errorf("gitlab: %s: %w", what, err)); err != nil {
+		if err := c.wait(ctx, attempt, err, fmt.Errorf("gitlab: %s: %w", what, err)); err != nil {
 			return "", "", err
 		}
 	}
 }
 
 // mergeRequest reads merge request !iid; not found is an error naming it.
-func (c *call) mergeRequest(ctx context.Context, project string, iid int64) (*gl.MergeRequest, error) {
-	var mr *gl.MergeRequest
+func (c *call) mergeRequest(ctx context.Context, project string, iid int64) (*mergeRequest, error) {
+	var mr mergeRequest
 	what := fmt.Sprintf("read merge request !%d of project %s", iid, project)
-	err := c.read(ctx, what, func(o gl.RequestOptionFunc) (*gl.Response, error) {
-		var resp *gl.Response
-		var err error
-		mr, resp, err = c.p.client.MergeRequests.GetMergeRequest(project, iid, nil, o)
-		return resp, err
-	})
-	if errors.Is(err, gl.ErrNotFound) {
-		return nil, fmt.Errorf("gitlab: merge request !%d of project %s not found, or the token cannot see it: %w", iid, project, gl.ErrNotFound)
+	if _, err := c.read(ctx, what, mergeRequestPath(project, iid), nil, &mr); err != nil {
+		return nil, notFound(project, iid, err)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("gitlab: %w", err)
+	return &mr, nil
+}
+
+// notFound is err of a read about merge request !iid, saying which merge
+// request when GitLab answered 404.
+func notFound(project string, iid int64, err error) error {
+	var ae *APIError
+	if errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound {
+		return fmt.Errorf("gitlab: merge request !%d of project %s not found, or the token cannot see it: %w", iid, project, ae)
 	}
-	return mr, nil
+	return fmt.Errorf("gitlab: %w", err)
 }
 
 // findNote lists every note of merge request !iid, oldest first, and
 // returns the first that is not a system note, was written by user me and
 // contains marker; nil when there is none.
-func (c *call) findNote(ctx context.Context, project string, iid, me int64, marker string) (*gl.Note, error) {
-	orderBy, sort := "created_at", "asc"
-	opt := &gl.ListMergeRequestNotesOptions{
-		ListOptions: gl.ListOptions{PerPage: 100, Page: 1},
-		OrderBy:     &orderBy,
-		Sort:        &sort,
-	}
-	for pages := 0; ; pages++ {
+func (c *call) findNote(ctx context.Context, project string, iid, me int64, marker string) (*note, error) {
+	path := mergeRequestPath(project, iid) + "/notes"
+	for page, pages := int64(1), 0; ; pages++ {
 		if pages >= 1000 {
 			return nil, fmt.Errorf("gitlab: merge request !%d of project %s: more than 1000 pages of notes", iid, project)
 		}
-		var notes []*gl.Note
-		var next int64
-		what := fmt.Sprintf("list the notes of merge request !%d of project %s (page %d)", iid, project, opt.Page)
-		err := c.read(ctx, what, func(o gl.RequestOptionFunc) (*gl.Response, error) {
-			var resp *gl.Response
-			var err error
-			notes, resp, err = c.p.client.Notes.ListMergeRequestNotes(project, iid, opt, o)
-			if resp != nil {
-				next = resp.NextPage
-			}
-			return resp, err
-		})
-		if errors.Is(err, gl.ErrNotFound) {
-			return nil, fmt.Errorf("gitlab: merge request !%d of project %s not found, or the token cannot see it: %w", iid, project, gl.ErrNotFound)
+		query := url.Values{
+			"order_by": {"created_at"},
+			"sort":     {"asc"},
+			"per_page": {"100"},
+			"page":     {strconv.FormatInt(page, 10)},
 		}
+		var notes []note
+		what := fmt.Sprintf("list the notes of merge request !%d of project %s (page %d)", iid, project, page)
+		header, err := c.read(ctx, what, path, query, &notes)
 		if err != nil {
-			return nil, fmt.Errorf("gitlab: %w", err)
+			return nil, notFound(project, iid, err)
 		}
-		for _, n := range notes {
-			if n != nil && !n.System && n.Author.ID == me && strings.Contains(n.Body, marker) {
+		for i := range notes {
+			n := &notes[i]
+			if !n.System && n.Author.ID == me && strings.Contains(n.Body, marker) {
 				return n, nil
 			}
 		}
-		if next <= opt.Page {
+		// X-Next-Page is empty on the last page.
+		next, err := strconv.ParseInt(strings.TrimSpace(header.Get("X-Next-Page")), 10, 64)
+		if err != nil || next <= page {
 			return nil, nil
 		}
-		opt.Page = next
+		page = next
 	}
 }
 
 // commitStatus sets the commit status of pub on pub.HeadSHA.
 func (c *call) commitStatus(ctx context.Context, project string, pub *report.Publication) error {
-	state := gl.Failed
+	st := commitStatus{State: "failed", Name: pub.CheckName, Description: cutRunes(pub.Summary, 255)}
 	if pub.Passed {
-		state = gl.Success
+		st.State = "success"
 	}
-	name := pub.CheckName
-	if name == "" {
-		name = "sluice"
+	if st.Name == "" {
+		st.Name = "sluice"
 	}
-	desc := cutRunes(pub.Summary, 255)
-	opt := &gl.SetCommitStatusOptions{State: state, Name: &name, Description: &desc}
 	switch {
 	case pub.DetailsURL == "":
 	case utf8.RuneCountInString(pub.DetailsURL) > 255:
 		c.p.log.Warn("gitlab: the details URL is longer than GitLab's 255 characters; the status has no link", "url", pub.DetailsURL)
 	default:
-		opt.TargetURL = &pub.DetailsURL
+		st.TargetURL = pub.DetailsURL
 	}
 	if c.p.cfg.PipelineID > 0 {
-		opt.PipelineID = &c.p.cfg.PipelineID
+		st.PipelineID = c.p.cfg.PipelineID
 	}
-	what := fmt.Sprintf("set the commit status %q on %s in project %s", name, pub.HeadSHA, project)
+	path := projectPath(project) + "/statuses/" + pub.HeadSHA
+	what := fmt.Sprintf("set the commit status %q on %s in project %s", st.Name, pub.HeadSHA, project)
 	for attempt := 0; ; attempt++ {
-		_, resp, err := c.p.client.Commits.SetCommitStatus(project, pub.HeadSHA, opt, gl.WithContext(ctx))
+		_, err := c.p.api.do(ctx, http.MethodPost, path, nil, st, nil)
 		switch {
 		case err == nil:
-			c.p.log.Info("gitlab: commit status set", "project", project, "sha", pub.HeadSHA, "state", state)
+			c.p.log.Info("gitlab: commit status set", "project", project, "sha", pub.HeadSHA, "state", st.State)
 			return nil
-		case sameState(resp, err):
+		case sameState(err):
 			// GitLab refuses to set the state the status already has.
-			c.p.log.Info("gitlab: commit status already set", "project", project, "sha", pub.HeadSHA, "state", state)
+			c.p.log.Info("gitlab: commit status already set", "project", project, "sha", pub.HeadSHA, "state", st.State)
 			return nil
-		case !transient(resp, err):
-			return writeError(what, resp, err)
+		case !transient(err):
+			return writeError(what, err)
 		}
 		// Sending a status again is safe: if the first one arrived, GitLab
 		// answers "Cannot transition status", which counts as done.
-		if err := c.wait(ctx, attempt, resp, fmt.Errorf("gitlab: %s: %w", what, err)); err != nil {
+		if err := c.wait(ctx, attempt, err, fmt.Errorf("gitlab: %s: %w", what, err)); err != nil {
 			return err
 		}
 	}
@@ -388,20 +386,15 @@ func (c *call) commitStatus(ctx context.Context, project string, pub *report.Pub
 
 // sameState reports whether err is GitLab's 400 "Cannot transition status",
 // its answer to a status that is already in the state sent.
-func sameState(resp *gl.Response, err error) bool {
-	if statusCode(resp, err) != http.StatusBadRequest {
-		return false
-	}
-	var er *gl.ErrorResponse
-	if !errors.As(err, &er) {
-		return false
-	}
-	return strings.Contains(strings.ToLower(er.Message+" "+string(er.Body)), "cannot transition status")
+func sameState(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.StatusCode == http.StatusBadRequest &&
+		strings.Contains(strings.ToLower(ae.Message), "cannot transition status")
 }
 
 // writeError explains a failed write; 401 and 403 wrap report.ErrReadOnly.
-func writeError(what string, resp *gl.Response, err error) error {
-	switch code := statusCode(resp, err); code {
+func writeError(what string, err error) error {
+	switch code := statusCode(err); code {
 	case http.StatusUnauthorized, http.StatusForbidden:
 		return fmt.Errorf("gitlab: %s: %w (GitLab answered %d: %w); CI_JOB_TOKEN cannot write merge request notes or commit statuses; %s",
 			what, report.ErrReadOnly, code, err, tokenHint)
@@ -464,8 +457,3 @@ type redacted struct {
 
 func (r *redacted) Error() string { return r.msg }
 func (r *redacted) Unwrap() error { return r.err }
-
-// noLimit is a client-go rate limiter that never waits.
-type noLimit struct{}
-
-func (noLimit) Wait(context.Context) error { return nil }

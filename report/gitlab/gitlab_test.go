@@ -12,8 +12,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	gl "gitlab.com/gitlab-org/api/client-go/v2"
-
 	"github.com/sluice-ci/sluice/report"
 )
 
@@ -540,7 +538,7 @@ func TestRejectedTokenAndRedaction(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), testToken) || !strings.Contains(err.Error(), "[REDACTED]") {
 		t.Errorf("error %v, want the token redacted", err)
 	}
-	if !errors.Is(err, &gl.ErrorResponse{StatusCode: http.StatusBadRequest}) {
+	if !errors.Is(err, &APIError{StatusCode: http.StatusBadRequest}) {
 		t.Errorf("error %v does not wrap the 400", err)
 	}
 }

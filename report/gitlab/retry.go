@@ -8,8 +8,6 @@ import (
 	"net/url"
 	"strconv"
 	"time"
-
-	gl "gitlab.com/gitlab-org/api/client-go/v2"
 )
 
 // Backoff without a hint from GitLab: 1 s, 2 s, 4 s, ... up to maxBackoff.
@@ -27,35 +25,36 @@ type call struct {
 
 func (p *Publisher) newCall() *call { return &call{p: p} }
 
-// read runs a GET, retrying it on 429, 5xx and transport errors. what
+// read runs GET path?query, decoding the answer into out, and returns the
+// answer's header. It retries on 429, 5xx and transport errors. what
 // describes the request for errors ("list the notes of ...").
-func (c *call) read(ctx context.Context, what string, get func(gl.RequestOptionFunc) (*gl.Response, error)) error {
+func (c *call) read(ctx context.Context, what, path string, query url.Values, out any) (http.Header, error) {
 	for attempt := 0; ; attempt++ {
-		resp, err := get(gl.WithContext(ctx))
+		header, err := c.p.api.do(ctx, http.MethodGet, path, query, nil, out)
 		if err == nil {
-			return nil
+			return header, nil
 		}
-		if !transient(resp, err) {
-			if statusCode(resp, err) == http.StatusUnauthorized {
-				return fmt.Errorf("%s: GitLab rejected the token as invalid, expired or revoked: %w", what, err)
+		if !transient(err) {
+			if statusCode(err) == http.StatusUnauthorized {
+				return nil, fmt.Errorf("%s: GitLab rejected the token as invalid, expired or revoked: %w", what, err)
 			}
-			return fmt.Errorf("%s: %w", what, err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		c.p.log.Warn("gitlab: request failed; retrying", "request", what, "error", c.p.redactString(err.Error()))
-		if err := c.wait(ctx, attempt, resp, fmt.Errorf("%s: %w", what, err)); err != nil {
-			return err
+		if err := c.wait(ctx, attempt, err, fmt.Errorf("%s: %w", what, err)); err != nil {
+			return nil, err
 		}
 	}
 }
 
 // wait sleeps before retry number attempt+1 of a request that failed with
-// failed (the error returned when the budget is spent). It honours
-// Retry-After and RateLimit-Reset, else backs off exponentially.
-func (c *call) wait(ctx context.Context, attempt int, resp *gl.Response, failed error) error {
+// cause; failed is the error returned when the budget is spent. It
+// honours Retry-After and RateLimit-Reset, else backs off exponentially.
+func (c *call) wait(ctx context.Context, attempt int, cause, failed error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w (%w)", failed, err)
 	}
-	d := backoff(attempt, resp)
+	d := backoff(attempt, cause)
 	if c.p.cfg.MaxWait < 0 || c.waited+d > c.p.cfg.MaxWait {
 		return fmt.Errorf("%w (gave up: waiting %s more would exceed the %s allowed)", failed, d, max(c.p.cfg.MaxWait, 0))
 	}
@@ -71,10 +70,11 @@ func (c *call) sleep(ctx context.Context, d time.Duration) error { return c.p.sl
 
 // backoff is the wait before retry number attempt+1: what GitLab asked for
 // (Retry-After in seconds or as a date, else RateLimit-Reset as a Unix time,
-// both measured from the response's Date), else 1 s doubling up to 30 s.
-func backoff(attempt int, resp *gl.Response) time.Duration {
-	if resp != nil && resp.Response != nil {
-		h := resp.Header
+// both measured from the answer's Date), else 1 s doubling up to 30 s.
+func backoff(attempt int, err error) time.Duration {
+	var ae *APIError
+	if errors.As(err, &ae) && ae.header != nil {
+		h := ae.header
 		now := time.Now()
 		if t, err := http.ParseTime(h.Get("Date")); err == nil {
 			now = t
@@ -87,7 +87,7 @@ func backoff(attempt int, resp *gl.Response) time.Duration {
 				return atLeastOne(t.Sub(now))
 			}
 		}
-		if v := h.Get("RateLimit-Reset"); v != "" && resp.StatusCode == http.StatusTooManyRequests {
+		if v := h.Get("RateLimit-Reset"); v != "" && ae.StatusCode == http.StatusTooManyRequests {
 			if s, err := strconv.ParseInt(v, 10, 64); err == nil && s > 0 {
 				return atLeastOne(time.Unix(s, 0).Sub(now))
 			}
@@ -105,11 +105,11 @@ func atLeastOne(d time.Duration) time.Duration { return max(d, time.Second) }
 
 // transient reports whether a request may succeed when sent again: GitLab
 // answered 429 or 5xx (501 excepted), or the request did not get an answer.
-func transient(resp *gl.Response, err error) bool {
+func transient(err error) bool {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
-	code := statusCode(resp, err)
+	code := statusCode(err)
 	switch {
 	case code == http.StatusTooManyRequests:
 		return true
@@ -123,14 +123,11 @@ func transient(resp *gl.Response, err error) bool {
 }
 
 // statusCode is the HTTP status of a failed request, 0 when there was no
-// answer.
-func statusCode(resp *gl.Response, err error) int {
-	if resp != nil && resp.Response != nil {
-		return resp.StatusCode
-	}
-	var er *gl.ErrorResponse
-	if errors.As(err, &er) {
-		return er.StatusCode
+// answer (or it was a 2xx that could not be decoded).
+func statusCode(err error) int {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.StatusCode
 	}
 	return 0
 }
