@@ -56,7 +56,7 @@ RUN set -eu; \
 COPY . .
 ARG VERSION=dev
 # disable_grpc_modules: sluice uses Cloud Storage's JSON API only; the tag
-# leaves out the gRPC transport's dependencies (47 MB -> 34 MB).
+# leaves out the gRPC transport's dependencies (the binary: 42 MB -> 28.7 MB).
 RUN go build -trimpath -tags disable_grpc_modules \
 		-ldflags "-s -w -X main.buildVersion=${VERSION}" \
 		-o /out/rootfs/usr/local/bin/sluice ./cmd/sluice && \
