@@ -13,9 +13,13 @@
 #           RSS_FILES (100) files (target <= 100 MiB); RSS_PLAIN=1 measures the
 #           plain client too, for reference.
 # Usage: bash bench/gcs.sh [ratio|rss]...   (default: both)
-# Environment: ROUNDS (3), ROUNDS_BIG (1), WORKERS (1: files moved at once, as
-# sluice stores a node's outputs), CHUNK (upload chunk size of both clients,
-# 8 MiB: store/gcs.DefaultChunkSize), RSS_BYTES, RSS_FILES, RSS_PLAIN.
+# Environment: ROUNDS (3), ROUNDS_BIG (1), WORKERS (1: files moved at once;
+# a run stores up to 2 outputs of a node at once), CHUNK (upload chunk size of
+# both clients, 8 MiB: store/gcs.DefaultChunkSize), SOURCE (file: both upload
+# from files on disk, written before the clock starts, as a run stores its
+# outputs; stream: from generated content, which sluice has to spool), SINK
+# (discard: both drop what they download; file: both write it to a file),
+# RSS_BYTES, RSS_FILES, RSS_PLAIN.
 # Needs Go, awk and /usr/bin/time (Debian package time); no network.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -23,6 +27,8 @@ ROUNDS=${ROUNDS:-3}
 ROUNDS_BIG=${ROUNDS_BIG:-1}
 WORKERS=${WORKERS:-1}
 CHUNK=${CHUNK:-$((8 << 20))} # store/gcs.DefaultChunkSize
+SOURCE=${SOURCE:-file}
+SINK=${SINK:-discard}
 RSS_BYTES=${RSS_BYTES:-$((10 << 30))}
 RSS_FILES=${RSS_FILES:-100}
 RSS_PLAIN=${RSS_PLAIN:-0}
@@ -54,7 +60,7 @@ export STORAGE_EMULATOR_HOST=${url#http://}
 # transfer CLIENT FILES BYTES: prints "UP DOWN" in seconds.
 transfer() {
 	local line
-	line=$(bin/gcsbench transfer -client "$1" -files "$2" -total "$3" -workers "$WORKERS" -chunk "$CHUNK")
+	line=$(bin/gcsbench transfer -client "$1" -files "$2" -total "$3" -workers "$WORKERS" -chunk "$CHUNK" -source "$SOURCE" -sink "$SINK")
 	echo "  $line" >&2
 	awk '{for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } print v["up"], v["down"]}' <<<"$line"
 }
@@ -73,11 +79,11 @@ compare() {
 			down[$c]=$(awk -v a="${down[$c]}" -v b="${t[1]}" 'BEGIN { print (a == 0 || b < a) ? b : a }')
 		done
 	done
-	awk -v files="$files" -v bytes="$bytes" -v rounds="$rounds" -v w="$WORKERS" \
+	awk -v files="$files" -v bytes="$bytes" -v rounds="$rounds" -v w="$WORKERS" -v src="$SOURCE" -v sink="$SINK" \
 		-v su="${up[sluice]}" -v pu="${up[plain]}" -v sd="${down[sluice]}" -v pd="${down[plain]}" 'BEGIN {
 		mib = bytes / 1048576
-		printf "gcs %d file%s x %.1f MiB (best of %d, %d at once): upload sluice %.0f MiB/s, plain %.0f MiB/s, ratio %.2f; download sluice %.0f MiB/s, plain %.0f MiB/s, ratio %.2f (target >= 0.90)\n",
-			files, files == 1 ? "" : "s", mib / files, rounds, w, mib / su, mib / pu, pu / su, mib / sd, mib / pd, pd / sd
+		printf "gcs %d file%s x %.1f MiB (best of %d, %d at once, from %s to %s): upload sluice %.0f MiB/s, plain %.0f MiB/s, ratio %.2f; download sluice %.0f MiB/s, plain %.0f MiB/s, ratio %.2f (target >= 0.90)\n",
+			files, files == 1 ? "" : "s", mib / files, rounds, w, src, sink, mib / su, mib / pu, pu / su, mib / sd, mib / pd, pd / sd
 	}'
 }
 
@@ -89,7 +95,7 @@ ratio() {
 # rss CLIENT: peak RSS of one transfer process moving RSS_BYTES.
 rss1() {
 	local out kib
-	out=$( { /usr/bin/time -f 'rss=%M' bin/gcsbench transfer -client "$1" -files "$RSS_FILES" -total "$RSS_BYTES" -workers "$WORKERS" -chunk "$CHUNK"; } 2>&1)
+	out=$( { /usr/bin/time -f 'rss=%M' bin/gcsbench transfer -client "$1" -files "$RSS_FILES" -total "$RSS_BYTES" -workers "$WORKERS" -chunk "$CHUNK" -source "$SOURCE" -sink "$SINK"; } 2>&1)
 	echo "  $out" | tr '\n' ' ' >&2
 	echo >&2
 	kib=$(grep -o 'rss=[0-9]*' <<<"$out" | cut -d= -f2)

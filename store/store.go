@@ -60,7 +60,8 @@ type Info struct {
 	Key string
 	// Size is the object's length in bytes.
 	Size int64
-	// ModTime is when the object was last written.
+	// ModTime is when the object was last written, or touched (see
+	// Toucher).
 	ModTime time.Time
 	// Generation identifies this content of the object; it is never Absent
 	// for an object that exists. See the package documentation.
@@ -139,6 +140,33 @@ type Stager interface {
 	// any key. It reads r to EOF and does not close it. On error nothing is
 	// left behind.
 	Stage(ctx context.Context, r io.Reader) (Staged, error)
+}
+
+// Toucher is implemented by backends that can restart an object's age
+// without rewriting it, and delete an object only if it has not been
+// touched (or written) since a given time, as one atomic step. PutBlob and
+// GC use it so that a blob that a run is about to record cannot be deleted
+// as garbage: PutBlob touches a blob that is already stored instead of
+// writing it again, and GC deletes an unreferenced blob only if it is still
+// old at the moment of the delete. A decorator may implement Toucher for any
+// backend and return an error wrapping errors.ErrUnsupported when the
+// backend it wraps has no Toucher; callers then do without.
+type Toucher interface {
+	// Touch sets the ModTime of the object under key to the current time
+	// (of the backend, or of this host) without changing its content or
+	// generation, and returns the object's Info. A missing key gives an
+	// error wrapping fs.ErrNotExist. Touch can be repeated freely; of
+	// several Touches at once, at least one takes effect and all succeed.
+	Touch(ctx context.Context, key string) (Info, error)
+
+	// DeleteIfOlder deletes the object under key only if its ModTime is
+	// before t. The check and the delete are atomic with respect to Touch and
+	// to writes: if the object is touched or written while DeleteIfOlder
+	// runs, either the delete happened before (and Touch reports
+	// fs.ErrNotExist) or the object stays. If the object is not older than
+	// t, it returns an error wrapping ErrPrecondition; a missing key gives
+	// an error wrapping fs.ErrNotExist.
+	DeleteIfOlder(ctx context.Context, key string, t time.Time) error
 }
 
 // Staged is content written by Stager.Stage, not yet visible under a key.

@@ -5,30 +5,39 @@
 //	gcsbench serve -root DIR
 //	    runs fake-gcs-server on 127.0.0.1 with its filesystem backend in DIR,
 //	    prints its host:port on a line, and serves until stdin is closed.
-//	gcsbench transfer -client sluice|plain -files N -total BYTES [-workers W] [-chunk BYTES] [-bucket B]
+//	gcsbench transfer -client sluice|plain -files N -total BYTES [-workers W] [-chunk BYTES]
+//	                  [-source file|stream] [-sink discard|file] [-bucket B [-keep] [-reuse]]
 //	    (STORAGE_EMULATOR_HOST names the server) uploads N files that make
 //	    BYTES in all, then downloads them, and prints one line:
 //	    "<client> files=N bytes=B up=<seconds> down=<seconds>".
 //
-// sluice's side goes through what a run uses: store.PutBlob (which hashes the
-// content into a temporary file, asks whether the blob exists and uploads
-// it with a does-not-exist condition) and store.OpenBlob (which verifies the
-// digest while reading) on store/gcs. The plain side is an ObjectHandle's
-// Writer and Reader with the client's defaults. Both read the same generated
-// content and discard what they download. Each run uses a bucket of its own,
-// so nothing is already stored.
+// sluice's side goes through what a run uses: store.PutBlob (which, given a
+// file, hashes it in place, asks whether the blob exists and uploads it from
+// the file with a does-not-exist condition; given a stream, hashes it into a
+// temporary file first) and store.OpenBlob (which verifies the digest while
+// reading) on store/gcs. The plain side is an ObjectHandle's Writer and
+// Reader with the client's defaults. Both read the same content: with
+// -source file (the default, what a run's outputs are), files written to a
+// temporary directory before the clock starts; with -source stream,
+// generated as it is read. Both discard what they download (-sink discard),
+// or both write it to a file each (-sink file). Each run uses a bucket of
+// its own, so nothing is already stored, unless -bucket names one: -keep
+// leaves the objects there, and a later run with -reuse only downloads them.
 package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/storage"
@@ -85,9 +94,18 @@ func transfer(args []string) error {
 	workers := fs.Int("workers", 1, "files moved at once")
 	bucket := fs.String("bucket", "", "bucket to create and use (default: a new one per run)")
 	keep := fs.Bool("keep", false, "leave the objects in the bucket (default: delete them)")
+	reuse := fs.Bool("reuse", false, "only download: the objects are in -bucket, left there by a run with -keep")
 	chunk := fs.Int("chunk", gcs.DefaultChunkSize, "upload chunk size in bytes, for both clients")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the downloads to this file")
+	source := fs.String("source", "file", "file (files on disk, written before the clock starts) or stream (generated while read)")
+	sink := fs.String("sink", "discard", "discard (what is downloaded) or file (write each download to a file)")
 	_ = fs.Parse(args)
+	if *source != "file" && *source != "stream" {
+		return fmt.Errorf("-source %q: use file or stream", *source)
+	}
+	if *sink != "discard" && *sink != "file" {
+		return fmt.Errorf("-sink %q: use discard or file", *sink)
+	}
 	if os.Getenv("STORAGE_EMULATOR_HOST") == "" {
 		return fmt.Errorf("set STORAGE_EMULATOR_HOST to the fake server's host:port")
 	}
@@ -100,13 +118,60 @@ func transfer(args []string) error {
 		return err
 	}
 	defer c.Close()
+	if *reuse && *bucket == "" {
+		return fmt.Errorf("-reuse needs -bucket")
+	}
 	if *bucket == "" {
 		*bucket = fmt.Sprintf("bench-%s-%d", *client, time.Now().UnixNano())
 	}
-	if err := c.Bucket(*bucket).Create(ctx, "bench", nil); err != nil {
-		return fmt.Errorf("create bucket %s: %w", *bucket, err)
+	if !*reuse {
+		if err := c.Bucket(*bucket).Create(ctx, "bench", nil); err != nil {
+			return fmt.Errorf("create bucket %s: %w", *bucket, err)
+		}
 	}
 	size := *total / int64(*files)
+	tmp, err := os.MkdirTemp("", "gcsbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	// open returns the content of file i, and a function that closes it.
+	open := func(i int) (io.Reader, func(), error) {
+		return newContent(i, size), func() {}, nil
+	}
+	if *source == "file" && !*reuse {
+		for i := range *files {
+			if err := writeFile(filepath.Join(tmp, fmt.Sprintf("in-%04d", i)), newContent(i, size)); err != nil {
+				return err
+			}
+		}
+		open = func(i int) (io.Reader, func(), error) {
+			f, err := os.Open(filepath.Join(tmp, fmt.Sprintf("in-%04d", i)))
+			if err != nil {
+				return nil, nil, err
+			}
+			return f, func() { f.Close() }, nil
+		}
+	}
+	// copyOut copies a download to the sink.
+	var outs atomic.Int64
+	copyOut := func(r io.Reader) (int64, error) {
+		if *sink == "discard" {
+			return io.Copy(io.Discard, r)
+		}
+		f, err := os.Create(filepath.Join(tmp, fmt.Sprintf("out-%04d", outs.Add(1))))
+		if err != nil {
+			return 0, err
+		}
+		n, err := io.Copy(f, r)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if rerr := os.Remove(f.Name()); err == nil {
+			err = rerr
+		}
+		return n, err
+	}
 
 	var up func(i int) (string, error)
 	var down func(name string) (int64, error)
@@ -118,7 +183,12 @@ func transfer(args []string) error {
 		}
 		defer st.Close()
 		up = func(i int) (string, error) {
-			d, _, err := store.PutBlob(ctx, st, newContent(i, size))
+			r, done, err := open(i)
+			if err != nil {
+				return "", err
+			}
+			defer done()
+			d, _, err := store.PutBlob(ctx, st, r)
 			return d.String(), err
 		}
 		down = func(name string) (int64, error) {
@@ -131,15 +201,20 @@ func transfer(args []string) error {
 				return 0, err
 			}
 			defer rc.Close()
-			return io.Copy(io.Discard, rc)
+			return copyOut(rc)
 		}
 	case "plain":
 		b := c.Bucket(*bucket)
 		up = func(i int) (string, error) {
 			name := fmt.Sprintf("plain/%04d", i)
+			r, done, err := open(i)
+			if err != nil {
+				return "", err
+			}
+			defer done()
 			w := b.Object(name).NewWriter(ctx)
 			w.ChunkSize = *chunk
-			if _, err := io.Copy(w, newContent(i, size)); err != nil {
+			if _, err := io.Copy(w, r); err != nil {
 				w.Close()
 				return "", err
 			}
@@ -151,7 +226,7 @@ func transfer(args []string) error {
 				return 0, err
 			}
 			defer rd.Close()
-			return io.Copy(io.Discard, rd)
+			return copyOut(rd)
 		}
 	default:
 		return fmt.Errorf("-client %q: use sluice or plain", *client)
@@ -159,7 +234,16 @@ func transfer(args []string) error {
 
 	names := make([]string, *files)
 	t0 := time.Now()
-	if err := parallel(*files, *workers, func(i int) error {
+	if *reuse {
+		for i := range names {
+			names[i] = fmt.Sprintf("plain/%04d", i)
+			if *client == "sluice" {
+				h := sha256.New()
+				_, _ = io.Copy(h, newContent(i, size))
+				names[i] = store.NewDigest([sha256.Size]byte(h.Sum(nil))).String()
+			}
+		}
+	} else if err := parallel(*files, *workers, func(i int) error {
 		var err error
 		names[i], err = up(i)
 		return err
@@ -245,6 +329,18 @@ feed:
 		first = <-errs
 	}
 	return first
+}
+
+func writeFile(name string, r io.Reader) error {
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // pattern is random content that every file cycles through; each file

@@ -25,6 +25,12 @@
 // old file or the whole new one; a crash leaves at worst a .sluice-tmp- file.
 // Empty directories are removed when their last object is deleted.
 //
+// An object's ModTime is its file's modification time. Touch
+// (store.Toucher) sets it to now, holding the key's lock; DeleteIfOlder
+// checks it and removes the file holding the same lock, so a Touch is
+// either before the delete (which then does not happen) or after it (and
+// reports that the object does not exist).
+//
 // # Generations and conditional writes
 //
 // A generation is max(previous generation + 1, current time in ns), so it
@@ -99,8 +105,9 @@ type Store struct {
 }
 
 var (
-	_ store.Store  = (*Store)(nil)
-	_ store.Stager = (*Store)(nil)
+	_ store.Store   = (*Store)(nil)
+	_ store.Stager  = (*Store)(nil)
+	_ store.Toucher = (*Store)(nil)
 )
 
 // New returns the store in directory dir, creating dir if needed.
@@ -497,14 +504,51 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := check(ctx, key); err != nil {
 		return fmt.Errorf("delete %q: %w", key, err)
 	}
-	if err := s.delete(ctx, key); err != nil {
+	if err := s.delete(ctx, key, nil); err != nil {
 		return fmt.Errorf("delete %q: %w", key, err)
 	}
 	s.prune(filepath.Dir(s.path(key)))
 	return nil
 }
 
-func (s *Store) delete(ctx context.Context, key string) error {
+// DeleteIfOlder implements store.Toucher. Holding the key's lock, which
+// Touch and every write also take, it checks the file's modification time
+// and removes it.
+func (s *Store) DeleteIfOlder(ctx context.Context, key string, t time.Time) error {
+	if err := check(ctx, key); err != nil {
+		return fmt.Errorf("delete %q: %w", key, err)
+	}
+	err := s.delete(ctx, key, func(fi fs.FileInfo) error {
+		if mt := fi.ModTime(); !mt.Before(t) {
+			return fmt.Errorf("%w: modified at %s, not before %s", store.ErrPrecondition,
+				mt.UTC().Format(time.RFC3339Nano), t.UTC().Format(time.RFC3339Nano))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete %q: %w", key, err)
+	}
+	s.prune(filepath.Dir(s.path(key)))
+	return nil
+}
+
+// Touch implements store.Toucher: holding the key's lock, it sets the
+// file's modification time to now. The generation file is unchanged.
+func (s *Store) Touch(ctx context.Context, key string) (store.Info, error) {
+	if err := check(ctx, key); err != nil {
+		return store.Info{}, fmt.Errorf("touch %q: %w", key, err)
+	}
+	if err := s.touch(ctx, key); err != nil {
+		return store.Info{}, fmt.Errorf("touch %q: %w", key, err)
+	}
+	info, err := s.Stat(ctx, key)
+	if err != nil {
+		return store.Info{}, fmt.Errorf("touch %q: %w", key, err)
+	}
+	return info, nil
+}
+
+func (s *Store) touch(ctx context.Context, key string) error {
 	path := s.path(key)
 	unlock, err := s.lock(ctx, key)
 	if err != nil {
@@ -514,14 +558,46 @@ func (s *Store) delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if _, err := regular(path, "touch"); err != nil {
+		return err
+	}
+	now := s.now()
+	return os.Chtimes(path, now, now)
+}
+
+// regular returns the FileInfo of the regular file at path, or an error
+// wrapping fs.ErrNotExist if there is none (also if path is a directory or
+// a parent is a file).
+func regular(path, op string) (fs.FileInfo, error) {
 	fi, err := os.Lstat(path)
 	if err == nil && !fi.Mode().IsRegular() {
-		err = &fs.PathError{Op: "delete", Path: path, Err: fs.ErrNotExist}
+		err = &fs.PathError{Op: op, Path: path, Err: fs.ErrNotExist}
 	} else if errors.Is(err, syscall.ENOTDIR) {
-		err = &fs.PathError{Op: "delete", Path: path, Err: fs.ErrNotExist}
+		err = &fs.PathError{Op: op, Path: path, Err: fs.ErrNotExist}
 	}
+	return fi, err
+}
+
+// delete removes the object under key, holding its lock, if cond (when
+// not nil) returns nil for its file.
+func (s *Store) delete(ctx context.Context, key string, cond func(fs.FileInfo) error) error {
+	path := s.path(key)
+	unlock, err := s.lock(ctx, key)
 	if err != nil {
 		return err
+	}
+	defer unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	fi, err := regular(path, "delete")
+	if err != nil {
+		return err
+	}
+	if cond != nil {
+		if err := cond(fi); err != nil {
+			return err
+		}
 	}
 	if err := os.Remove(path); err != nil {
 		return err

@@ -20,6 +20,14 @@
 //     of the response being read (X-Goog-Generation), and if the client has
 //     to reopen the download it asks for that same generation, so the content
 //     and the generation always match, even while the object is replaced.
+//   - An object's ModTime is its custom time (customTime) if it has one,
+//     else the time its metadata was last updated. Touch (store.Toucher)
+//     sets the custom time to now, with a metageneration condition, and
+//     DeleteIfOlder deletes with generation and metageneration conditions,
+//     so a Touch or a write between GC's check and its delete makes GCS
+//     refuse the delete. (The Info that Open returns carries the time of
+//     the last update, which the download headers give, not the custom
+//     time.)
 //   - List is objects.list with the prefix, which GCS returns in
 //     lexicographic (byte) order of names. Objects under the prefix whose
 //     names are not valid keys (a "folder/" placeholder made in the console,
@@ -46,8 +54,9 @@
 // A Stager would upload content to a temporary object before its digest is
 // known, then copy it to its blob key with a does-not-exist condition and
 // delete the temporary object. Without it, store.PutBlob hashes the content
-// into a local temporary file, asks whether the blob exists (one metadata
-// request), and uploads only if it does not. That is better on GCS for three
+// (in place if it is a file, as a run's outputs are; a stream into a local
+// temporary file), asks whether the blob exists (one metadata request), and
+// uploads only if it does not, from the file. That is better on GCS for three
 // reasons: content that is already stored is never uploaded again; there is
 // no copy request per blob; and no temporary objects are deleted, which in a
 // bucket with soft delete (the default, 7 days) would be kept and billed for
@@ -77,6 +86,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"cloud.google.com/go/auth"
 	"cloud.google.com/go/storage"
@@ -123,7 +134,10 @@ type Store struct {
 	chunkSize int
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store   = (*Store)(nil)
+	_ store.Toucher = (*Store)(nil)
+)
 
 // Option configures New.
 type Option func(*options)
@@ -249,6 +263,9 @@ func (s *Store) object(ctx context.Context, key string) (string, error) {
 	return name, nil
 }
 
+// heads are the buffers of the first smallObject bytes of uploads.
+var heads = sync.Pool{New: func() any { b := make([]byte, smallObject); return &b }}
+
 // Put implements store.Store.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader) (store.Info, error) {
 	name, err := s.object(ctx, key)
@@ -287,10 +304,13 @@ func (s *Store) PutIf(ctx context.Context, key string, r io.Reader, generation i
 // a larger one is a resumable upload in chunks of s.chunkSize.
 func (s *Store) upload(ctx context.Context, key, name string, r io.Reader, cond *storage.Conditions) (store.Info, error) {
 	src := &srcReader{ctx: ctx, r: r}
-	head, err := io.ReadAll(io.LimitReader(src, smallObject))
-	if err != nil {
+	hp := heads.Get().(*[]byte)
+	defer heads.Put(hp)
+	n, err := io.ReadFull(src, *hp)
+	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
 		return store.Info{}, err
 	}
+	head := (*hp)[:n]
 	chunk := s.chunkSize
 	var body io.Reader = bytes.NewReader(head)
 	if len(head) < smallObject {
@@ -439,7 +459,7 @@ func (s *Store) List(ctx context.Context, prefix string) iter.Seq2[store.Info, e
 			return // longer than any object name
 		}
 		q := &storage.Query{Prefix: s.prefix + prefix}
-		if err := q.SetAttrSelection([]string{"Name", "Size", "Updated", "Generation"}); err != nil {
+		if err := q.SetAttrSelection([]string{"Name", "Size", "Updated", "CustomTime", "Generation"}); err != nil {
 			yield(store.Info{}, fmt.Errorf("list %q: %w", prefix, err))
 			return
 		}
@@ -465,7 +485,84 @@ func (s *Store) List(ctx context.Context, prefix string) iter.Seq2[store.Info, e
 }
 
 func infoOf(key string, a *storage.ObjectAttrs) store.Info {
-	return store.Info{Key: key, Size: a.Size, ModTime: a.Updated, Generation: a.Generation}
+	return store.Info{Key: key, Size: a.Size, ModTime: modTime(a), Generation: a.Generation}
+}
+
+// modTime is an object's ModTime: its custom time if it has one (Touch
+// sets it), else the time its metadata was last updated.
+func modTime(a *storage.ObjectAttrs) time.Time {
+	if !a.CustomTime.IsZero() {
+		return a.CustomTime
+	}
+	return a.Updated
+}
+
+// Touch implements store.Toucher: it sets the object's custom time
+// (customTime, which GCS's lifecycle rules also know) to the current time of
+// this host, with a metageneration condition, so that it neither rewrites the
+// content nor changes the generation. GCS refuses to move a custom time
+// back, so an object whose custom time is already as late (set by a host
+// whose clock is ahead, or in the same second) is left as it is. If another Touch changes the metadata
+// first, this one is refused with 412 and reports the object as it is then.
+func (s *Store) Touch(ctx context.Context, key string) (store.Info, error) {
+	name, err := s.object(ctx, key)
+	if err != nil {
+		return store.Info{}, fmt.Errorf("touch %q: %w", key, err)
+	}
+	o := s.bucket.Object(name)
+	a, err := o.Attrs(ctx)
+	if err != nil {
+		return store.Info{}, fmt.Errorf("touch %q: %w", key, s.objectErr(ctx, name, err))
+	}
+	// The client sends the custom time in whole seconds: round up, so that
+	// the object is not made older than it was.
+	now := time.Now().UTC().Truncate(time.Second).Add(time.Second)
+	if !a.CustomTime.Before(now) {
+		return infoOf(key, a), nil
+	}
+	na, err := o.If(storage.Conditions{MetagenerationMatch: a.Metageneration}).
+		Update(ctx, storage.ObjectAttrsToUpdate{CustomTime: now})
+	if err == nil {
+		return infoOf(key, na), nil
+	}
+	if hasCode(err, http.StatusPreconditionFailed) && ctx.Err() == nil {
+		// Touched (or its metadata changed) by someone else meanwhile.
+		a, err = o.Attrs(ctx)
+		if err == nil {
+			return infoOf(key, a), nil
+		}
+	}
+	return store.Info{}, fmt.Errorf("touch %q: %w", key, s.objectErr(ctx, name, err))
+}
+
+// DeleteIfOlder implements store.Toucher: it reads the object's metadata,
+// and if its ModTime is before t, deletes it on the condition that its
+// generation and metageneration are still the ones read. A write changes
+// the generation and a Touch the metageneration, so either makes GCS refuse
+// the delete (412), which becomes store.ErrPrecondition.
+func (s *Store) DeleteIfOlder(ctx context.Context, key string, t time.Time) error {
+	name, err := s.object(ctx, key)
+	if err != nil {
+		return fmt.Errorf("delete %q: %w", key, err)
+	}
+	o := s.bucket.Object(name)
+	a, err := o.Attrs(ctx)
+	if err != nil {
+		return fmt.Errorf("delete %q: %w", key, s.objectErr(ctx, name, err))
+	}
+	if mt := modTime(a); !mt.Before(t) {
+		return fmt.Errorf("delete %q: %w: modified at %s, not before %s", key, store.ErrPrecondition,
+			mt.UTC().Format(time.RFC3339Nano), t.UTC().Format(time.RFC3339Nano))
+	}
+	err = o.If(storage.Conditions{GenerationMatch: a.Generation, MetagenerationMatch: a.Metageneration}).Delete(ctx)
+	if hasCode(err, http.StatusPreconditionFailed) && ctx.Err() == nil {
+		return fmt.Errorf("delete %q: %w: written or touched since generation %d, metageneration %d",
+			key, store.ErrPrecondition, a.Generation, a.Metageneration)
+	}
+	if err != nil {
+		return fmt.Errorf("delete %q: %w", key, s.objectErr(ctx, name, err))
+	}
+	return nil
 }
 
 // objectErr turns the error of a request about object name into the
@@ -490,8 +587,8 @@ func (s *Store) explain(ctx context.Context, err error) error {
 		return fmt.Errorf("bucket %q does not exist: create it (gcloud storage buckets create %s%s) or correct the store URL: %w",
 			s.name, Scheme, s.name, err)
 	case hasCode(err, http.StatusForbidden):
-		return fmt.Errorf("permission denied on bucket %q: the account sluice runs as needs storage.objects.list, get, create "+
-			"and delete on it, for example through the role roles/storage.objectUser: %w", s.name, err)
+		return fmt.Errorf("permission denied on bucket %q: the account sluice runs as needs storage.objects.list, get, create, "+
+			"update and delete on it, for example through the role roles/storage.objectUser: %w", s.name, err)
 	case hasCode(err, http.StatusUnauthorized):
 		return fmt.Errorf("the Google Cloud credentials were refused (expired or revoked?): %s: %w", credentialsHelp, err)
 	case errors.As(err, &ae):

@@ -36,10 +36,12 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -653,5 +655,92 @@ func TestNotFoundNamesObject(t *testing.T) {
 	_, err := s.Stat(t.Context(), "runs/x/run.json")
 	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), want) {
 		t.Errorf("Stat(missing) error = %v, want fs.ErrNotExist naming %s", err, want)
+	}
+}
+
+// recordRequests records the method and URL of each request, and answers
+// the DELETEs of objects with 412 while refuse is set, as GCS does when the
+// delete's generation or metageneration condition fails.
+type recordRequests struct {
+	mu     sync.Mutex
+	reqs   []string
+	refuse bool
+}
+
+func (r *recordRequests) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.mu.Lock()
+	r.reqs = append(r.reqs, req.Method+" "+req.URL.String())
+	refuse := r.refuse && req.Method == http.MethodDelete
+	r.mu.Unlock()
+	if refuse {
+		body := `{"error":{"code":412,"message":"conditionNotMet"}}`
+		return &http.Response{StatusCode: http.StatusPreconditionFailed, Status: "412 Precondition Failed",
+			Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(body)),
+			ContentLength: int64(len(body)), Request: req, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}, nil
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+func (r *recordRequests) take(method string) []*url.URL {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*url.URL
+	for _, s := range r.reqs {
+		if m, u, _ := strings.Cut(s, " "); m == method {
+			pu, _ := url.Parse(u)
+			out = append(out, pu)
+		}
+	}
+	r.reqs = nil
+	return out
+}
+
+// TestDeleteIfOlderConditions checks the requests behind store.Toucher:
+// Touch patches the custom time on the condition of the metageneration it
+// read, and DeleteIfOlder deletes on the condition of the generation and
+// metageneration it read, so that GCS refuses a delete after a write or a
+// Touch (the fake server does not enforce conditions on deletes; a refusal
+// is simulated).
+func TestDeleteIfOlderConditions(t *testing.T) {
+	rec := &recordRequests{}
+	client := newClient(t, option.WithHTTPClient(&http.Client{Transport: rec}))
+	s := open(t, "gs://"+createBucket(t, client, "sluice-touch"), gcs.WithClient(client))
+	ctx := t.Context()
+	info, err := s.Put(ctx, "blobs/x", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.take("")
+	touched, err := s.Touch(ctx, "blobs/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if touched.Generation != info.Generation || touched.ModTime.Before(info.ModTime) {
+		t.Errorf("Touch = %+v, want generation %d and a ModTime not before %s", touched, info.Generation, info.ModTime)
+	}
+	patches := rec.take(http.MethodPatch)
+	if len(patches) != 1 || patches[0].Query().Get("ifMetagenerationMatch") == "" {
+		t.Errorf("Touch sent PATCH %v, want one with ifMetagenerationMatch", patches)
+	}
+
+	later := touched.ModTime.Add(time.Second)
+	rec.refuse = true
+	if err := s.DeleteIfOlder(ctx, "blobs/x", later); !errors.Is(err, store.ErrPrecondition) {
+		t.Errorf("DeleteIfOlder refused with 412: %v, want store.ErrPrecondition", err)
+	}
+	rec.refuse = false
+	deletes := rec.take(http.MethodDelete)
+	if len(deletes) != 1 {
+		t.Fatalf("DeleteIfOlder sent DELETE %v, want one", deletes)
+	}
+	q := deletes[0].Query()
+	if q.Get("ifGenerationMatch") != strconv.FormatInt(info.Generation, 10) || q.Get("ifMetagenerationMatch") == "" {
+		t.Errorf("DELETE %s: want ifGenerationMatch=%d and ifMetagenerationMatch", deletes[0], info.Generation)
+	}
+	if _, err := s.Stat(ctx, "blobs/x"); err != nil {
+		t.Errorf("after a refused DeleteIfOlder: %v", err)
+	}
+	if err := s.DeleteIfOlder(ctx, "blobs/x", later); err != nil {
+		t.Errorf("DeleteIfOlder: %v", err)
 	}
 }

@@ -60,6 +60,11 @@
 //     decorator cannot lean on it.
 //   - Stager: if the wrapped store is a store.Stager, so is the decorator.
 //     Stage is retried as Put, Staged.Publish as PutIf.
+//   - Toucher: the decorator always implements store.Toucher. If the wrapped
+//     store is one, Touch is retried as Stat (it can be repeated) and
+//     DeleteIfOlder as Delete (a retry whose first attempt deleted reports
+//     fs.ErrNotExist); if not, both return an error wrapping
+//     errors.ErrUnsupported.
 //
 // A stalled request is bounded by the backend's timeouts (for GCS, the HTTP
 // client's); the timeout error it produces is transient.
@@ -96,7 +101,7 @@ var ErrUnknownOutcome = errors.New("outcome of conditional write unknown")
 
 // Failure describes a failed attempt that is about to be retried.
 type Failure struct {
-	Op      string        // "put", "putif", "open", "read", "stat", "list", "delete", "stage", "publish"
+	Op      string        // "put", "putif", "open", "read", "stat", "list", "delete", "stage", "publish", "touch"
 	Key     string        // the key, or the prefix of a List
 	Attempt int           // the attempts that have failed in a row, from 1
 	Err     error         // the attempt's error
@@ -194,8 +199,9 @@ func New(s store.Store, opts ...Option) store.Store {
 }
 
 var (
-	_ store.Store  = (*retrier)(nil)
-	_ store.Stager = (*stagingRetrier)(nil)
+	_ store.Store   = (*retrier)(nil)
+	_ store.Toucher = (*retrier)(nil)
+	_ store.Stager  = (*stagingRetrier)(nil)
 )
 
 // retrier is the decorator.
@@ -332,6 +338,48 @@ func (r *retrier) Delete(ctx context.Context, key string) error {
 	a := r.attempts("delete", key)
 	for {
 		err := r.inner.Delete(ctx, key)
+		if err == nil {
+			return nil
+		}
+		if ferr := final(ctx, err); ferr != nil {
+			return ferr
+		}
+		if werr := a.wait(ctx, err); werr != nil {
+			return werr
+		}
+	}
+}
+
+// Touch implements store.Toucher.
+func (r *retrier) Touch(ctx context.Context, key string) (store.Info, error) {
+	t, ok := r.inner.(store.Toucher)
+	if !ok {
+		return store.Info{}, fmt.Errorf("touch %q: %T: %w", key, r.inner, errors.ErrUnsupported)
+	}
+	a := r.attempts("touch", key)
+	for {
+		info, err := t.Touch(ctx, key)
+		if err == nil {
+			return info, nil
+		}
+		if ferr := final(ctx, err); ferr != nil {
+			return store.Info{}, ferr
+		}
+		if werr := a.wait(ctx, err); werr != nil {
+			return store.Info{}, werr
+		}
+	}
+}
+
+// DeleteIfOlder implements store.Toucher.
+func (r *retrier) DeleteIfOlder(ctx context.Context, key string, before time.Time) error {
+	t, ok := r.inner.(store.Toucher)
+	if !ok {
+		return fmt.Errorf("delete %q: %T: %w", key, r.inner, errors.ErrUnsupported)
+	}
+	a := r.attempts("delete", key)
+	for {
+		err := t.DeleteIfOlder(ctx, key, before)
 		if err == nil {
 			return nil
 		}

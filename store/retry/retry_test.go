@@ -56,7 +56,8 @@ func unavailable() error {
 
 // TestConformance runs the store conformance suite through the decorator:
 // around the file backend as it is (which keeps its Stager), and around one
-// that fails every third call of Put, Open, Stat, List and Delete with a
+// that fails every third call of Put, Open, Stat, List, Delete, Touch and
+// DeleteIfOlder with a
 // transient error before doing anything, breaks reads of objects of 4 KiB
 // or more halfway, and breaks listings after their first item. (PutIf is not made to fail here: the
 // race tests would then meet ErrUnknownOutcome, by design; see
@@ -130,6 +131,20 @@ func (f *flaky) Delete(ctx context.Context, key string) error {
 		return reset("delete " + key)
 	}
 	return f.Store.Delete(ctx, key)
+}
+
+func (f *flaky) Touch(ctx context.Context, key string) (store.Info, error) {
+	if f.fail(ctx, "touch") {
+		return store.Info{}, reset("touch " + key)
+	}
+	return f.Store.(store.Toucher).Touch(ctx, key)
+}
+
+func (f *flaky) DeleteIfOlder(ctx context.Context, key string, t time.Time) error {
+	if f.fail(ctx, "deleteifolder") {
+		return reset("delete " + key)
+	}
+	return f.Store.(store.Toucher).DeleteIfOlder(ctx, key, t)
 }
 
 func (f *flaky) Open(ctx context.Context, key string) (io.ReadCloser, store.Info, error) {

@@ -13,6 +13,7 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -26,6 +27,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sluice-ci/sluice/store"
 )
@@ -50,7 +52,11 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ConditionalRace", testConditionalRace},
 		{"UpdateRace", testUpdateRace},
 		{"Blobs", testBlobs},
+		{"BlobSources", testBlobSources},
+		{"BlobChanged", testBlobChanged},
 		{"BlobDigestMismatch", testBlobDigestMismatch},
+		{"BlobRead", testBlobRead},
+		{"Toucher", testToucher},
 		{"Stager", testStager},
 		{"FailedWrite", testFailedWrite},
 		{"Cancel", testCancel},
@@ -517,8 +523,36 @@ func testUpdateRace(t *testing.T, s store.Store) {
 	}
 }
 
-// noStager hides a backend's Stager, so that PutBlob spools.
+// noStager hides a backend's Stager, so that PutBlob hashes first and then
+// uploads (from the reader if it can seek, else from a spooled copy). It
+// keeps the backend's Toucher.
 type noStager struct{ store.Store }
+
+func (n noStager) Touch(ctx context.Context, key string) (store.Info, error) {
+	if t, ok := n.Store.(store.Toucher); ok {
+		return t.Touch(ctx, key)
+	}
+	return store.Info{}, errors.ErrUnsupported
+}
+
+func (n noStager) DeleteIfOlder(ctx context.Context, key string, before time.Time) error {
+	if t, ok := n.Store.(store.Toucher); ok {
+		return t.DeleteIfOlder(ctx, key, before)
+	}
+	return errors.ErrUnsupported
+}
+
+// streamOnly hides everything of a reader but Read, so that PutBlob spools.
+type streamOnly struct{ r io.Reader }
+
+func (s streamOnly) Read(p []byte) (int, error) { return s.r.Read(p) }
+
+// readerAt is a ReaderAt with a size, and no Seek.
+type readerAt struct{ r *strings.Reader }
+
+func (r readerAt) Read(p []byte) (int, error)              { return r.r.Read(p) }
+func (r readerAt) ReadAt(p []byte, off int64) (int, error) { return r.r.ReadAt(p, off) }
+func (r readerAt) Size() int64                             { return r.r.Size() }
 
 func testBlobs(t *testing.T, s store.Store) {
 	for _, v := range []struct {
@@ -528,7 +562,7 @@ func testBlobs(t *testing.T, s store.Store) {
 		t.Run(v.name, func(t *testing.T) {
 			ctx := t.Context()
 			content := "blob content for " + v.name
-			d, n, err := store.PutBlob(ctx, v.s, strings.NewReader(content))
+			d, n, err := store.PutBlob(ctx, v.s, streamOnly{strings.NewReader(content)})
 			if err != nil {
 				t.Fatalf("PutBlob: %v", err)
 			}
@@ -581,9 +615,13 @@ func testBlobs(t *testing.T, s store.Store) {
 		if i%2 == 1 {
 			bs = noStager{s}
 		}
+		var r io.Reader = strings.NewReader(content)
+		if i%4 >= 2 {
+			r = streamOnly{r}
+		}
 		wg.Go(func() {
 			<-start
-			d, _, err := store.PutBlob(t.Context(), bs, strings.NewReader(content))
+			d, _, err := store.PutBlob(t.Context(), bs, r)
 			if err == nil && d != store.DigestOf([]byte(content)) {
 				err = fmt.Errorf("digest %s", d)
 			}
@@ -606,6 +644,245 @@ func testBlobs(t *testing.T, s store.Store) {
 	slices.Sort(want)
 	if got := keys(t, s, "blobs/"); !slices.Equal(got, want) {
 		t.Errorf("List(blobs/) = %q, want %q", got, want)
+	}
+}
+
+// testBlobSources stores blobs from each kind of source PutBlob tells
+// apart, on the backend and with its Stager hidden: a reader that can seek
+// (from where it is, not from its start), a ReaderAt with a size, a stream.
+func testBlobSources(t *testing.T, s store.Store) {
+	const content = "skipped: the blob content"
+	const skip = len("skipped: ")
+	want := store.DigestOf([]byte(content[skip:]))
+	for _, v := range []struct {
+		name string
+		s    store.Store
+	}{{"Backend", s}, {"NoStager", noStager{s}}} {
+		for _, src := range []struct {
+			name string
+			r    func() io.Reader
+		}{
+			{"Seeker", func() io.Reader {
+				r := strings.NewReader(content)
+				_, _ = r.Seek(int64(skip), io.SeekStart)
+				return r
+			}},
+			{"ReaderAt", func() io.Reader { return readerAt{strings.NewReader(content[skip:])} }},
+			{"Stream", func() io.Reader { return streamOnly{strings.NewReader(content[skip:])} }},
+		} {
+			t.Run(v.name+"/"+src.name, func(t *testing.T) {
+				r := src.r()
+				d, n, err := store.PutBlob(t.Context(), v.s, r)
+				if err != nil || d != want || n != int64(len(content)-skip) {
+					t.Fatalf("PutBlob = %s, %d, %v, want %s, %d", d, n, err, want, len(content)-skip)
+				}
+				if _, ok := r.(io.Seeker); ok || src.name == "Stream" {
+					if rest, _ := io.ReadAll(r); len(rest) != 0 {
+						t.Errorf("PutBlob left %q unread", rest)
+					}
+				}
+				rc, _, err := store.OpenBlob(t.Context(), s, d)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := io.ReadAll(rc)
+				rc.Close()
+				if err != nil || string(got) != content[skip:] {
+					t.Errorf("OpenBlob read %q, %v, want %q", got, err, content[skip:])
+				}
+			})
+		}
+	}
+}
+
+// changingReader is a seekable source whose content is different each time
+// it is read from the start: what PutBlob sees when a file is written while
+// it is being stored.
+type changingReader struct {
+	content []byte
+	shrink  bool // the second read is one byte short instead of different
+	off     int64
+	reads   int // reads from the start
+}
+
+func (c *changingReader) Read(p []byte) (int, error) {
+	if c.off == 0 {
+		c.reads++
+	}
+	b := c.content
+	if c.reads > 1 {
+		b = slices.Clone(b)
+		if c.shrink {
+			b = b[:len(b)-1]
+		} else {
+			b[len(b)/2]++
+		}
+	}
+	if c.off >= int64(len(b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, b[c.off:])
+	c.off += int64(n)
+	return n, nil
+}
+
+func (c *changingReader) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += c.off
+	case io.SeekEnd:
+		offset += int64(len(c.content))
+	}
+	c.off = offset
+	return offset, nil
+}
+
+// testBlobChanged stores a source that changes between PutBlob's hashing
+// pass and its upload (with the Stager hidden: a Stager reads once): PutBlob
+// fails with ErrContentChanged and stores nothing.
+func testBlobChanged(t *testing.T, s store.Store) {
+	content := []byte(strings.Repeat("the content as hashed ", 50000)) // 1 MiB: more than one chunk
+	for _, shrink := range []bool{false, true} {
+		_, _, err := store.PutBlob(t.Context(), noStager{s}, &changingReader{content: content, shrink: shrink})
+		if !errors.Is(err, store.ErrContentChanged) {
+			t.Errorf("PutBlob of content that changes (shrink %v): %v, want store.ErrContentChanged", shrink, err)
+		}
+	}
+	if got := keys(t, s, ""); len(got) != 0 {
+		t.Errorf("List = %q, want nothing stored", got)
+	}
+}
+
+// testBlobRead reads a blob large enough for OpenBlob's read-ahead in every
+// way a caller may: small reads, io.Copy (WriteTo), closing early, and with
+// its content corrupted.
+func testBlobRead(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	content := make([]byte, 5<<20+123)
+	rand.NewChaCha8([32]byte{7}).Read(content)
+	d, _, err := store.PutBlob(ctx, s, bytes.NewReader(content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func() io.ReadCloser {
+		t.Helper()
+		rc, info, err := store.OpenBlob(ctx, s, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Size != int64(len(content)) {
+			t.Fatalf("OpenBlob size %d, want %d", info.Size, len(content))
+		}
+		return rc
+	}
+
+	rc := open()
+	var got []byte
+	buf := make([]byte, 1000)
+	for {
+		n, err := rc.Read(buf)
+		got = append(got, buf[:n]...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("Read after %d bytes: %v", len(got), err)
+		}
+	}
+	if !bytes.Equal(got, content) {
+		t.Errorf("small reads: got %d bytes, not the content", len(got))
+	}
+	if n, err := rc.Read(buf); n != 0 || err != io.EOF {
+		t.Errorf("Read after the end = %d, %v, want 0, io.EOF", n, err)
+	}
+	if err := rc.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+
+	rc = open()
+	var w bytes.Buffer
+	if n, err := io.Copy(&w, rc); err != nil || n != int64(len(content)) || !bytes.Equal(w.Bytes(), content) {
+		t.Errorf("io.Copy = %d, %v, want %d bytes of the content", n, err, len(content))
+	}
+	rc.Close()
+
+	// Closing before the end, or before reading at all, stops the reader.
+	for _, before := range []int{0, 1, 3 << 20} {
+		rc = open()
+		if _, err := io.ReadFull(rc, make([]byte, before)); err != nil {
+			t.Fatal(err)
+		}
+		if err := rc.Close(); err != nil {
+			t.Errorf("Close after %d bytes: %v", before, err)
+		}
+		if n, err := rc.Read(buf); n != 0 || err == nil || err == io.EOF {
+			t.Errorf("Read after Close = %d, %v, want an error", n, err)
+		}
+	}
+
+	// Corrupt (through the store: a blob key is an ordinary key).
+	bad := slices.Clone(content)
+	bad[len(bad)-1] ^= 1
+	if _, err := s.Put(ctx, store.BlobKey(d), bytes.NewReader(bad)); err != nil {
+		t.Fatal(err)
+	}
+	rc = open()
+	if _, err := io.Copy(io.Discard, rc); !errors.Is(err, store.ErrDigestMismatch) {
+		t.Errorf("io.Copy of a corrupt blob: %v, want store.ErrDigestMismatch", err)
+	}
+	rc.Close()
+	rc = open()
+	if _, err := io.ReadAll(streamOnly{rc}); !errors.Is(err, store.ErrDigestMismatch) {
+		t.Errorf("reading a corrupt blob: %v, want store.ErrDigestMismatch", err)
+	}
+	rc.Close()
+}
+
+// testToucher checks Touch and DeleteIfOlder, for backends that have them.
+func testToucher(t *testing.T, s store.Store) {
+	tc, ok := s.(store.Toucher)
+	ctx := t.Context()
+	if ok {
+		// A decorator may be a Toucher around a backend that is not.
+		_, err := tc.Touch(ctx, "t/missing")
+		ok = !errors.Is(err, errors.ErrUnsupported)
+	}
+	if !ok {
+		t.Skip("backend does not implement store.Toucher")
+	}
+	info := put(t, s, "t/k", "content")
+	touched, err := tc.Touch(ctx, "t/k")
+	if err != nil {
+		t.Fatalf("Touch: %v", err)
+	}
+	if touched.Key != "t/k" || touched.Size != info.Size || touched.Generation != info.Generation || touched.ModTime.Before(info.ModTime) {
+		t.Errorf("Touch = %+v, want the object %+v with a ModTime not before its own", touched, info)
+	}
+	wantContent(t, s, "t/k", "content", info.Generation)
+	if st := mustStat(t, s, "t/k"); !st.ModTime.Equal(touched.ModTime) {
+		t.Errorf("Stat after Touch: ModTime %s, want %s", st.ModTime, touched.ModTime)
+	}
+	if _, err := tc.Touch(ctx, "t/missing"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Touch(missing): %v, want fs.ErrNotExist", err)
+	}
+
+	// Not older than its own ModTime: kept.
+	if err := tc.DeleteIfOlder(ctx, "t/k", touched.ModTime); !errors.Is(err, store.ErrPrecondition) {
+		t.Errorf("DeleteIfOlder(its ModTime): %v, want store.ErrPrecondition", err)
+	}
+	wantContent(t, s, "t/k", "content", info.Generation)
+	if err := tc.DeleteIfOlder(ctx, "t/k", touched.ModTime.Add(time.Second)); err != nil {
+		t.Errorf("DeleteIfOlder(later): %v", err)
+	}
+	if _, err := s.Stat(ctx, "t/k"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Stat after DeleteIfOlder: %v, want fs.ErrNotExist", err)
+	}
+	if err := tc.DeleteIfOlder(ctx, "t/k", touched.ModTime.Add(time.Second)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("DeleteIfOlder(missing): %v, want fs.ErrNotExist", err)
+	}
+	if _, err := tc.Touch(ctx, "bad//key"); !errors.Is(err, store.ErrInvalidKey) {
+		t.Errorf("Touch(invalid key): %v, want store.ErrInvalidKey", err)
 	}
 }
 
