@@ -18,7 +18,8 @@
 # both clients, 8 MiB: store/gcs.DefaultChunkSize), SOURCE (file: both upload
 # from files on disk, written before the clock starts, as a run stores its
 # outputs; stream: from generated content, which sluice has to spool), SINK
-# (discard: both drop what they download; file: both write it to a file),
+# (file, the default: both write each download to a file, as a run does with
+# its inputs; discard: both drop it, which measures sha256 against CRC32C),
 # RSS_BYTES, RSS_FILES, RSS_PLAIN.
 # Needs Go, awk and /usr/bin/time (Debian package time); no network.
 set -euo pipefail
@@ -28,7 +29,7 @@ ROUNDS_BIG=${ROUNDS_BIG:-1}
 WORKERS=${WORKERS:-1}
 CHUNK=${CHUNK:-$((8 << 20))} # store/gcs.DefaultChunkSize
 SOURCE=${SOURCE:-file}
-SINK=${SINK:-discard}
+SINK=${SINK:-file}
 RSS_BYTES=${RSS_BYTES:-$((10 << 30))}
 RSS_FILES=${RSS_FILES:-100}
 RSS_PLAIN=${RSS_PLAIN:-0}
