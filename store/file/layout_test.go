@@ -5,8 +5,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/sluice-ci/sluice/store"
@@ -181,7 +183,10 @@ func TestErrorsNamePath(t *testing.T) {
 
 func TestPermissionError(t *testing.T) {
 	if os.Geteuid() == 0 {
-		t.Skip("running as root, which file permissions do not restrict")
+		// File permissions do not restrict root (CI runs as root): run this
+		// test again in a copy of the test binary as nobody.
+		runAsNobody(t, "TestPermissionError")
+		return
 	}
 	s := newStore(t)
 	ctx := t.Context()
@@ -196,6 +201,41 @@ func TestPermissionError(t *testing.T) {
 	_, err := s.Put(ctx, "ro/y", strings.NewReader("y"))
 	if !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), dir) {
 		t.Errorf("Put into a read-only directory: %v, want fs.ErrPermission naming %s", err, dir)
+	}
+}
+
+// runAsNobody runs one test of this package in a copy of the test binary
+// (its own directory may be closed to other users) as uid and gid 65534,
+// and fails unless it passes.
+func runAsNobody(t *testing.T, test string) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "sluice-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	bin := filepath.Join(dir, "file.test")
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run", "^"+test+"$", "-test.v", "-test.count=1")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "TMPDIR="+os.TempDir(), "HOME="+dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: "+test) {
+		t.Fatalf("%s as nobody: %v\n%s", test, err, out)
 	}
 }
 
