@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -158,13 +159,9 @@ func runCI(ctx context.Context, fl ciFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	exec, err := docker.NewFromEnv(docker.Options{Pull: pullPolicy, Logger: logger, CleanupTimeout: 30 * time.Second,
-		RegistryAuth: docker.ConfigAuth(getenv)})
+	exec, err := startExecutor(ctx, pullPolicy, logger, getenv)
 	if err != nil {
-		return &exitError{code: exitFailed, err: err}
-	}
-	if err := pingDocker(ctx, exec); err != nil {
-		return &exitError{code: exitFailed, err: err}
+		return err
 	}
 
 	// What the run is: its commit, branch and pull request, from the CI
@@ -217,13 +214,7 @@ func runCI(ctx context.Context, fl ciFlags, stdout, stderr io.Writer) error {
 		OnNodeStatus: folds.status, OnNodeDone: folds.done,
 	})
 	folds.wait()
-	sweepCtx, cancelSweep := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	if n, err := exec.Cleanup(sweepCtx, runID); err != nil {
-		fmt.Fprintf(stderr, "sluice: removing the run's containers: %v (run `sluice clean %s`)\n", err, runID)
-	} else if n > 0 {
-		fmt.Fprintf(stderr, "sluice: removed %s the run left\n", plural(n, "container"))
-	}
-	cancelSweep()
+	sweepContainers(ctx, exec, runID, stderr)
 	switch {
 	case rec == nil:
 		return &exitError{code: exitUsage, err: runErr}
@@ -252,8 +243,10 @@ func runCI(ctx context.Context, fl ciFlags, stdout, stderr io.Writer) error {
 	for _, f := range verdict.Failures {
 		log.Error(ci.Annotation{Title: "sluice: " + p.Name, Message: f.Reason})
 	}
-	if err := ci.WriteSummary(getenv, report.Markdown(report.Report{Run: r.Run, Baseline: r.Baseline, BaselineNote: r.BaselineNote,
-		Verdict: r.Verdict, Pipeline: r.Pipeline, Logs: r.Logs, Series: r.Series, Links: r.Links, Limit: 1 << 20})); err != nil {
+	// The job summary holds up to 1 MiB: the report in full.
+	summary := r
+	summary.Limit = ci.SummaryMaxBytes
+	if err := ci.WriteSummary(getenv, report.Markdown(summary)); err != nil {
 		fmt.Fprintf(stderr, "sluice: the job summary: %v\n", err)
 	}
 	if c.Platform == ci.GitLab {
@@ -281,7 +274,7 @@ func runCI(ctx context.Context, fl ciFlags, stdout, stderr io.Writer) error {
 	// Outputs for later steps and jobs.
 	metrics := map[string]float64{}
 	for _, m := range verdict.Metrics {
-		if m.Value != nil && finiteFloat(*m.Value) {
+		if m.Value != nil && !math.IsNaN(*m.Value) && !math.IsInf(*m.Value, 0) {
 			metrics[m.Name] = *m.Value
 		}
 	}
@@ -317,8 +310,6 @@ func fullReportWhere(c *ci.Context) string {
 	}
 	return ""
 }
-
-func finiteFloat(f float64) bool { return f == f && f-f == 0 }
 
 // annotate writes lint findings as annotations on their file and line.
 func annotate(log *ci.Log, diags spec.Diagnostics) {

@@ -58,10 +58,11 @@ func post(ctx context.Context, c *ci.Context, pub *report.Publication, pubFile s
 		pub.HeadSHA = c.HeadSHA
 	}
 	handOff := func(why error) postOutcome {
-		if err := os.MkdirAll(filepath.Dir(pubFile), 0o755); err != nil {
-			return postOutcome{err: fmt.Errorf("%v; and the report could not be kept for a later publisher: %w", why, err)}
+		err := os.MkdirAll(filepath.Dir(pubFile), 0o755)
+		if err == nil {
+			err = report.WritePublication(pubFile, pub)
 		}
-		if err := report.WritePublication(pubFile, pub); err != nil {
+		if err != nil {
 			return postOutcome{err: fmt.Errorf("%v; and the report could not be kept for a later publisher: %w", why, err)}
 		}
 		fmt.Fprintf(stderr, "sluice: not posted: %v\nsluice: the report is in %s, for a workflow with a write token to post (`sluice report --post --from %s`)\n", why, pubFile, pubFile)

@@ -141,13 +141,9 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			exec, err := docker.NewFromEnv(docker.Options{Pull: pullPolicy, Logger: logger, CleanupTimeout: 30 * time.Second,
-				RegistryAuth: docker.ConfigAuth(os.Getenv)})
+			exec, err := startExecutor(cmd.Context(), pullPolicy, logger, os.Getenv)
 			if err != nil {
-				return &exitError{code: exitFailed, err: err}
-			}
-			if err := pingDocker(cmd.Context(), exec); err != nil {
-				return &exitError{code: exitFailed, err: err}
+				return err
 			}
 			log, stopLive := io.Writer(stdout), func() {}
 			var onStatus func(string, store.Status)
@@ -165,15 +161,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 				Commit: gitOutput(repo, "rev-parse", "HEAD"), Branch: gitOutput(repo, "rev-parse", "--abbrev-ref", "HEAD"),
 			})
 			stopLive()
-			// Whatever the executor could not remove (a daemon too slow under
-			// load, a cancellation mid-create) goes now.
-			sweepCtx, cancelSweep := context.WithTimeout(context.WithoutCancel(cmd.Context()), 30*time.Second)
-			if n, err := exec.Cleanup(sweepCtx, runID); err != nil {
-				fmt.Fprintf(stderr, "sluice: removing the run's containers: %v (run `sluice clean %s`)\n", err, runID)
-			} else if n > 0 {
-				fmt.Fprintf(stderr, "sluice: removed %s the run left\n", plural(n, "container"))
-			}
-			cancelSweep()
+			sweepContainers(cmd.Context(), exec, runID, stderr)
 			if rec != nil {
 				fmt.Fprintln(stdout)
 				if werr := runner.WriteSummary(stdout, rec); werr != nil {
@@ -453,6 +441,32 @@ func newCleanCmd(stdout io.Writer) *cobra.Command {
 			fmt.Fprintf(stdout, "removed %s\n", plural(n, "container"))
 			return nil
 		},
+	}
+}
+
+// startExecutor makes the Docker executor of a run (credentials from the
+// Docker config) and checks that the daemon answers.
+func startExecutor(ctx context.Context, pull docker.PullPolicy, logger *slog.Logger, getenv func(string) string) (*docker.Executor, error) {
+	exec, err := docker.NewFromEnv(docker.Options{Pull: pull, Logger: logger, CleanupTimeout: 30 * time.Second,
+		RegistryAuth: docker.ConfigAuth(getenv)})
+	if err != nil {
+		return nil, &exitError{code: exitFailed, err: err}
+	}
+	if err := pingDocker(ctx, exec); err != nil {
+		return nil, &exitError{code: exitFailed, err: err}
+	}
+	return exec, nil
+}
+
+// sweepContainers removes whatever the executor could not remove during the
+// run (a daemon too slow under load, a cancellation mid-create).
+func sweepContainers(ctx context.Context, exec *docker.Executor, runID string, stderr io.Writer) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if n, err := exec.Cleanup(ctx, runID); err != nil {
+		fmt.Fprintf(stderr, "sluice: removing the run's containers: %v (run `sluice clean %s`)\n", err, runID)
+	} else if n > 0 {
+		fmt.Fprintf(stderr, "sluice: removed %s the run left\n", plural(n, "container"))
 	}
 }
 
