@@ -21,6 +21,11 @@ type SluiceConfig struct {
 	Gates []Gate
 	// Report holds the report's options.
 	Report ReportConfig
+	// Environments maps Valohai environment slugs to where their steps run.
+	Environments map[string]*Environment
+	// DefaultEnvironment is the slug of the steps that name no environment;
+	// empty means the local Docker host.
+	DefaultEnvironment string
 }
 
 // ReportConfig is sluice.yaml's `report:` section:
@@ -100,6 +105,9 @@ type StepConfig struct {
 	// Reuse, when false, makes the step run every time (say, it reads a
 	// database whose changes sluice cannot see). Unset means reuse.
 	Reuse *bool
+	// Environment, when set, replaces the Valohai environment slug the step
+	// names (or its absence), for sluice: a key of Environments.
+	Environment string
 }
 
 // Reuses reports whether a step's results may be reused.
@@ -299,4 +307,75 @@ func renderSluicePath(pt path) string {
 		}
 	}
 	return s
+}
+
+// Backends an environment of sluice.yaml can name.
+const (
+	BackendDocker = "docker"
+)
+
+// Environment is one entry of sluice.yaml's `environments:`, keyed by a
+// Valohai environment slug (what a step's `environment:`, or a node's
+// override of it, names). It says where the steps of that environment run:
+//
+//	default-environment: local     # the environment of steps that name none
+//	environments:
+//	  local:
+//	    backend: docker
+//	  gpu-box:
+//	    backend: docker
+//	    max-parallel: 1            # at most one of its nodes at once
+//	    transfer: store            # docker: auto (default), copy, bind or store
+//	    network: host              # docker: the containers' network
+//	steps:
+//	  train:
+//	    environment: gpu-box       # overrides what valohai.yaml says
+type Environment struct {
+	// Name is the slug, the key in `environments:`.
+	Name string
+	// Backend is what runs the nodes: BackendDocker.
+	Backend string
+	// MaxParallel bounds how many nodes of this environment run at once; 0
+	// means only the run's --concurrency bounds them.
+	MaxParallel int
+	// Docker holds the settings of the docker backend.
+	Docker DockerEnvironment
+	// File and Pos locate the entry's key in sluice.yaml, for messages.
+	File string
+	Pos  Pos
+}
+
+// DockerEnvironment holds the settings of `backend: docker`.
+type DockerEnvironment struct {
+	// Transfer is how files reach the containers: auto (empty), copy, bind,
+	// or store (through `sluice agent` and a gs:// store, as remote backends do).
+	Transfer string
+	// Network is the Docker network the containers join; empty is the
+	// daemon's default (bridge).
+	Network string
+	// Image is the sluice image whose first container fetches a job's files
+	// with transfer store; empty means the image of this sluice's version.
+	Image string
+}
+
+// EnvironmentOf says where a step runs: the Valohai environment slug that
+// applies (sluice.yaml's steps.<step>.environment, else stepEnv, the step's
+// environment with the node's override applied, else default-environment)
+// and its entry in `environments:`. The entry is nil when the slug is empty
+// or has no mapping: the step then runs on the local Docker host.
+func (c *SluiceConfig) EnvironmentOf(step, stepEnv string) (string, *Environment) {
+	if c == nil {
+		return stepEnv, nil
+	}
+	slug := stepEnv
+	if s, ok := c.Steps[step]; ok && s.Environment != "" {
+		slug = s.Environment
+	}
+	if slug == "" {
+		slug = c.DefaultEnvironment
+	}
+	if env, ok := c.Environments[slug]; ok {
+		return slug, env
+	}
+	return slug, nil
 }
