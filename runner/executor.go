@@ -7,6 +7,8 @@ import (
 	"context"
 	"io"
 	"time"
+
+	"github.com/sluice-ci/sluice/store"
 )
 
 // Executor runs one node of a pipeline as one container, with the Valohai
@@ -24,11 +26,22 @@ import (
 //     when Job.ProjectID is set), PYTHONUNBUFFERED=1, then Job.Env.
 //   - the image's entrypoint cleared; the command is `/bin/sh -c Job.Command`.
 //
+// Files travel one of two ways. A local executor copies them: the snapshot in
+// Job.RepositoryDir, each input through InputFile.Path or Open, the outputs
+// into Job.OutputDir. A store-native executor (one whose containers run where
+// this process's files are not: the Docker store transfer, Cloud Batch,
+// Kubernetes) passes references instead: Job.RepositoryBlob and each input's
+// InputFile.Blob (Job.Stage puts what is only local into the store), and it
+// reports outputs its agent already put into the store (OutputFile.Stored),
+// which the scheduler then neither downloads nor uploads again.
+//
 // Implementations must be safe for concurrent use: the scheduler runs up to
-// --concurrency jobs at once through one Executor.
+// --concurrency jobs at once through one Executor (and at most its
+// environment's max-parallel).
 type Executor interface {
 	// Run executes one node to completion. It returns when the container has
-	// exited and its outputs are in Job.OutputDir, or when ctx is cancelled,
+	// exited and its outputs are in Job.OutputDir (or, Stored, in the
+	// store), or when ctx is cancelled,
 	// after it removed what it started.
 	//
 	// The returned error is non-nil only when the executor could not carry
@@ -56,6 +69,12 @@ type Job struct {
 	ProjectID string
 	// Commit is the repository's commit, valohai.commit-identifier. Optional.
 	Commit string
+	// Environment is the Valohai environment slug the node runs in, as
+	// sluice.yaml maps it; empty for the local Docker host.
+	Environment string
+	// Attempt counts the tries of this execution, from 1. A store-native
+	// executor keeps each attempt's files apart.
+	Attempt int
 
 	// Image is the container image reference. Required.
 	Image string
@@ -84,6 +103,12 @@ type Job struct {
 	// (regular files, directories, symlinks) to /valohai/repository. Empty
 	// means an empty /valohai/repository.
 	RepositoryDir string
+	// RepositoryBlob returns the same snapshot as one blob in the run's
+	// store: a tar stream of it (contract.TarTree's format). It builds and
+	// stores the blob on the first call of a run and returns the same one
+	// afterwards; it is safe for concurrent use. Nil when the run has no
+	// store-native executor.
+	RepositoryBlob func(ctx context.Context) (store.File, error)
 	// OutputDir is the host path where the executor puts the files it copied
 	// out of /valohai/outputs; it is created if missing, and should be empty
 	// (files in the way are replaced). Empty means outputs are not copied out.
@@ -121,7 +146,8 @@ type Input struct {
 	Files []InputFile
 }
 
-// InputFile is one file of an input. Exactly one of Path and Open is set.
+// InputFile is one file of an input. Exactly one of Path and Open is set;
+// Blob, when set, is where the same content is in the run's store.
 type InputFile struct {
 	// Name is the file's path below /valohai/inputs/<input>/: a base name, or
 	// a relative slash-separated path when the input keeps directories.
@@ -138,6 +164,10 @@ type InputFile struct {
 	// URI is where the file came from (a store reference, https://, gs://),
 	// shown to the step in inputs.json. Optional.
 	URI string
+	// Blob is the content's address in the run's store, when it is there
+	// (outputs of earlier nodes, downloads, gs:// objects); zero for a file
+	// only on this host (a path in the repository).
+	Blob store.Digest
 }
 
 // Result is how a node's run ended.
@@ -168,6 +198,13 @@ type OutputFile struct {
 	Size int64
 	// Digest is the hex sha256 of the content.
 	Digest string
+	// Stored says the content is already a blob of the run's store (put
+	// there by the executor's agent): the file is not in Job.OutputDir and
+	// the scheduler does not upload it. Properties then holds what its
+	// sidecars said (see OutputProperties): the executor read them, and
+	// left the sidecars out of Result.Outputs.
+	Stored     bool
+	Properties map[string]any
 }
 
 // Reason is why a run ended.

@@ -78,7 +78,7 @@ func (r *pipelineRun) gsFiles(ctx context.Context, url string) ([]InputFile, err
 			return nil, fmt.Errorf("%s: %w", url, err)
 		}
 		out = append(out, InputFile{Name: path.Base(attrs.Name), Size: attrs.Size, Digest: d.Hex(),
-			URI: fmt.Sprintf("gs://%s/%s#%d", bucket, attrs.Name, attrs.Generation), Open: r.blobOpener(d)})
+			URI: fmt.Sprintf("gs://%s/%s#%d", bucket, attrs.Name, attrs.Generation), Open: r.blobOpener(d), Blob: d})
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%s: no such object", url)

@@ -528,7 +528,7 @@ func (r *pipelineRun) resolveInputs(ctx context.Context, n *spec.Node, np *spec.
 				}
 				d, size := f.Digest, f.Size
 				uri := fmt.Sprintf("sluice://%s/%s/%s", r.rec.ID, src.Node, f.Path)
-				if err := add(InputFile{Name: name, Size: size, Digest: d.Hex(), URI: uri, Open: r.blobOpener(d)},
+				if err := add(InputFile{Name: name, Size: size, Digest: d.Hex(), URI: uri, Open: r.blobOpener(d), Blob: d},
 					store.File{Digest: d, Size: size, URI: uri}); err != nil {
 					return nil, nil, err
 				}
@@ -758,7 +758,7 @@ func (r *pipelineRun) download(ctx context.Context, url string) (InputFile, erro
 	if name == "" || name == "." || name == "/" {
 		name = "download"
 	}
-	return InputFile{Name: name, Size: size, Digest: d.Hex(), URI: url, Open: r.blobOpener(d)}, nil
+	return InputFile{Name: name, Size: size, Digest: d.Hex(), URI: url, Open: r.blobOpener(d), Blob: d}, nil
 }
 
 // transferWorkers bounds the outputs of a node that are stored at once, and
@@ -772,20 +772,40 @@ const transferWorkers = 2
 // properties their sidecar files give them (the sidecars are not outputs),
 // up to transferWorkers at once. The records and the errors are in the order
 // of files. A sidecar that cannot be read is a warning, not a failure.
+//
+// Outputs the executor already stored (OutputFile.Stored) are recorded as
+// they are, with the properties the executor read: nothing is uploaded.
 func (r *pipelineRun) storeOutputs(ctx context.Context, node, dir string, files []OutputFile) ([]store.File, []string, error) {
-	props, sidecars, propErrs := outputProperties(dir, files)
+	var local []OutputFile
+	var out []store.File
+	var errs []error
+	for _, f := range files {
+		if !f.Stored {
+			local = append(local, f)
+			continue
+		}
+		d, err := store.ParseDigest(store.DigestPrefix + f.Digest)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("output %s: %w", f.Path, err))
+			continue
+		}
+		out = append(out, store.File{Path: f.Path, Digest: d, Size: f.Size, Properties: f.Properties})
+	}
+	props, sidecars, propErrs := OutputProperties(local, func(rel string) ([]byte, error) {
+		return os.ReadFile(filepath.Join(dir, filepath.FromSlash(rel)))
+	})
 	var warnings []string
 	for _, e := range propErrs {
 		warnings = append(warnings, e.Error())
 	}
 	var todo []OutputFile
-	for _, f := range files {
+	for _, f := range local {
 		if !sidecars[f.Path] {
 			todo = append(todo, f)
 		}
 	}
 	stored := make([]store.File, len(todo))
-	errs := forEach(ctx, len(todo), transferWorkers, func(i int) error {
+	putErrs := forEach(ctx, len(todo), transferWorkers, func(i int) error {
 		f := todo[i]
 		// The file itself, not a stream: PutBlob hashes it in place and
 		// uploads it from the start, without a temporary copy.
@@ -801,13 +821,13 @@ func (r *pipelineRun) storeOutputs(ctx context.Context, node, dir string, files 
 		stored[i] = store.File{Path: f.Path, Digest: d, Size: size, Properties: props[f.Path]}
 		return nil
 	})
-	var out []store.File
 	for i := range todo {
-		if errs[i] == nil {
+		if putErrs[i] == nil {
 			out = append(out, stored[i])
 		}
 	}
-	return out, warnings, errors.Join(errs...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out, warnings, errors.Join(append(errs, putErrs...)...)
 }
 
 // forEach calls fn(0), ..., fn(n-1), at most workers at once, and returns
@@ -831,80 +851,6 @@ func forEach(ctx context.Context, n, workers int, fn func(i int) error) []error 
 	}
 	wg.Wait()
 	return errs
-}
-
-// Sidecar files that carry output properties.
-const (
-	propertiesSuffix = ".metadata.json"
-	propertiesFile   = "valohai.metadata.jsonl"
-)
-
-// outputProperties reads the properties of outputs: <file>.metadata.json
-// beside an output holds a JSON object of its properties, and
-// valohai.metadata.jsonl holds lines {"file": "<path>", "metadata": {...}}.
-// It returns the properties by output path and which files were sidecars.
-func outputProperties(dir string, files []OutputFile) (map[string]map[string]any, map[string]bool, []error) {
-	exists := map[string]bool{}
-	for _, f := range files {
-		exists[f.Path] = true
-	}
-	props := map[string]map[string]any{}
-	sidecars := map[string]bool{}
-	var errs []error
-	merge := func(path string, m map[string]any) {
-		if props[path] == nil {
-			props[path] = map[string]any{}
-		}
-		for k, v := range m {
-			props[path][k] = v
-		}
-	}
-	read := func(rel string) ([]byte, error) {
-		return os.ReadFile(filepath.Join(dir, filepath.FromSlash(rel)))
-	}
-	for _, f := range files {
-		target, ok := strings.CutSuffix(f.Path, propertiesSuffix)
-		if !ok || !exists[target] {
-			continue
-		}
-		sidecars[f.Path] = true
-		data, err := read(f.Path)
-		var m map[string]any
-		if err == nil {
-			err = json.Unmarshal(data, &m)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("output properties %s: not a JSON object: %v", f.Path, err))
-			continue
-		}
-		merge(target, m)
-	}
-	if exists[propertiesFile] {
-		sidecars[propertiesFile] = true
-		data, err := read(propertiesFile)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("output properties %s: %v", propertiesFile, err))
-		}
-		for i, line := range strings.Split(string(data), "\n") {
-			if strings.TrimSpace(line) == "" {
-				continue
-			}
-			var entry struct {
-				File     string         `json:"file"`
-				Metadata map[string]any `json:"metadata"`
-			}
-			if err := json.Unmarshal([]byte(line), &entry); err != nil || entry.File == "" {
-				errs = append(errs, fmt.Errorf("output properties %s line %d: want {\"file\": ..., \"metadata\": {...}}", propertiesFile, i+1))
-				continue
-			}
-			if !exists[entry.File] {
-				errs = append(errs, fmt.Errorf("output properties %s line %d: no output %q", propertiesFile, i+1, entry.File))
-				continue
-			}
-			merge(entry.File, entry.Metadata)
-		}
-	}
-	return props, sidecars, errs
 }
 
 // nodeLog receives a node's output: it prefixes each line with the node name
