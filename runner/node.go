@@ -87,6 +87,9 @@ func (r *pipelineRun) runNode(ctx context.Context, n *spec.Node) *store.NodeRun 
 		return fail("%v", err)
 	}
 	vals.inputs = inputFiles
+	if slug, env := r.opts.Sluice.EnvironmentOf(np.Step.Name, np.Step.Environment); slug != "" && env == nil {
+		r.printf(n.Name, "environment %q has no mapping in sluice.yaml: the node runs on the local Docker host", slug)
+	}
 	r.setNode(n.Name, func(nr *store.NodeRun) { nr.Status, nr.Inputs = store.StatusRunning, inputFiles })
 	if act := evalActions(n, "node-starting", vals, func(msg string) { r.printf(n.Name, "%s", msg) }); act.then != "" {
 		return fail("%s", act.why)
@@ -179,11 +182,15 @@ func (r *pipelineRun) execute(ctx context.Context, n *spec.Node, np *spec.NodePl
 	for k, v := range params {
 		nr.Parameters[k] = v.Interface()
 	}
+	slug, exec := r.executorOf(np)
 	job := Job{
-		RunID: r.rec.ID, Node: n.Name, Step: np.Step.Name, Commit: r.opts.Commit,
+		RunID: r.rec.ID, Node: n.Name, Step: np.Step.Name, Commit: r.opts.Commit, Environment: slug,
 		Image: np.Image, Command: nr.Command, Env: vals.env, Inputs: inputs, Parameters: nr.Parameters,
 		TimeLimit: np.Step.TimeLimit, NoOutputTimeout: np.Step.NoOutputTimeout,
 		RepositoryDir: r.repo,
+		RepositoryBlob: func(ctx context.Context) (store.File, error) {
+			return r.snapshot.get(ctx, r.opts.Store, r.repo)
+		},
 	}
 	if variant != "" {
 		job.ExecutionID = fmt.Sprintf("%s-%s-%s", r.rec.ID, n.Name, randomHex(3))
@@ -197,7 +204,7 @@ func (r *pipelineRun) execute(ctx context.Context, n *spec.Node, np *spec.NodePl
 		}
 		job.Resources.GPUs = res.GPUs()
 	}
-	key, keyErr := r.cacheKey(ctx, np, nr.Command, nr.Parameters, vals, job.Resources.GPUs)
+	key, keyErr := r.cacheKey(ctx, exec, np, nr.Command, nr.Parameters, vals, job.Resources.GPUs)
 	switch {
 	case errors.Is(keyErr, errNoResolver):
 		// An executor that cannot name image digests cannot reuse results.
@@ -232,6 +239,15 @@ func (r *pipelineRun) execute(ctx context.Context, n *spec.Node, np *spec.NodePl
 		}
 		return nr, nil
 	}
+	if envSlots := r.envSlots[slug]; envSlots != nil {
+		select {
+		case envSlots <- struct{}{}:
+			defer func() { <-envSlots }()
+		case <-ctx.Done():
+			nr.Status, nr.Reason = store.StatusCancelled, "the run was cancelled"
+			return nr, nil
+		}
+	}
 	select {
 	case r.slots <- struct{}{}:
 		defer func() { <-r.slots }()
@@ -257,7 +273,8 @@ func (r *pipelineRun) execute(ctx context.Context, n *spec.Node, np *spec.NodePl
 		job.OutputDir = filepath.Join(r.tmp, "outputs", n.Name, randomHex(4))
 		job.Stdout, job.Stderr = log.writer(false), log.writer(true)
 		nr.Attempts, nr.Started = attempt, r.now().UTC()
-		res, err = r.opts.Executor.Run(ctx, job)
+		job.Attempt = attempt
+		res, err = exec.Run(ctx, job)
 		log.flush()
 		if err == nil && res.Reason == ReasonCompleted || ctx.Err() != nil || attempt == attempts {
 			break
@@ -317,10 +334,23 @@ func (r *pipelineRun) execute(ctx context.Context, n *spec.Node, np *spec.NodePl
 
 var errNoResolver = errors.New("the executor cannot resolve image digests")
 
+// executorOf returns the environment slug of a node's step and the executor
+// that runs it: its environment's, when sluice.yaml maps the slug, else the
+// run's default (the local Docker host).
+func (r *pipelineRun) executorOf(np *spec.NodePlan) (string, Executor) {
+	slug, env := r.opts.Sluice.EnvironmentOf(np.Step.Name, np.Step.Environment)
+	if env != nil {
+		if e, ok := r.opts.Environments[slug]; ok {
+			return slug, e.Executor
+		}
+	}
+	return slug, r.opts.Executor
+}
+
 // cacheKey computes what decides an execution's result. It fails when the
 // executor cannot name the image's digest or the code cannot be hashed.
-func (r *pipelineRun) cacheKey(ctx context.Context, np *spec.NodePlan, command string, params map[string]any, vals *nodeValues, gpus int) (cacheKey, error) {
-	resolver, ok := r.opts.Executor.(ImageResolver)
+func (r *pipelineRun) cacheKey(ctx context.Context, exec Executor, np *spec.NodePlan, command string, params map[string]any, vals *nodeValues, gpus int) (cacheKey, error) {
+	resolver, ok := exec.(ImageResolver)
 	if !ok {
 		return cacheKey{}, errNoResolver
 	}

@@ -24,9 +24,16 @@ type Options struct {
 	Config   *spec.Config
 	Pipeline *spec.Pipeline
 	// Params holds pipeline parameter values given for the run (-p).
-	Params   map[string]*spec.Value
+	Params map[string]*spec.Value
+	// Executor runs the nodes whose environment sluice.yaml does not map
+	// (the local Docker host).
 	Executor Executor
-	Store    store.Store
+	// Environments holds, by Valohai environment slug, the executor of each
+	// environment sluice.yaml maps (Sluice.Environments) and its limit. A
+	// node whose environment is mapped but missing here fails before the
+	// run starts.
+	Environments map[string]Environment
+	Store        store.Store
 	// RepoDir is the repository: local input defaults are relative to it, and
 	// its files (the git tree when it is a git work tree) are /valohai/repository.
 	RepoDir string
@@ -74,6 +81,15 @@ type Options struct {
 	OnNodeDone func(nr *store.NodeRun)
 }
 
+// Environment is where some of a run's nodes run: an executor, and how many
+// of its nodes may run at once.
+type Environment struct {
+	Executor Executor
+	// MaxParallel bounds the nodes of the environment running at once,
+	// under the run's Concurrency; 0 means only Concurrency does.
+	MaxParallel int
+}
+
 // ErrPipelineFailed is wrapped by the error Run returns when the pipeline ran
 // but did not succeed (a node failed, or an action errored or stopped it).
 var ErrPipelineFailed = errors.New("pipeline failed")
@@ -107,6 +123,10 @@ type pipelineRun struct {
 	// slots holds a token for each running container: at most Concurrency,
 	// task executions included.
 	slots chan struct{}
+	// envSlots holds, for each environment with a max-parallel, a token for
+	// each of its running containers. It is taken before slots, so a node
+	// waiting for its environment holds no slot another environment needs.
+	envSlots map[string]chan struct{}
 	// gs fetches gs:// inputs.
 	gs gsInputs
 	// noReuse holds the nodes that must run whatever the cache holds.
@@ -114,6 +134,8 @@ type pipelineRun struct {
 	// codeHashes memoizes the hash of the code each source-path sees.
 	codeMu     sync.Mutex
 	codeHashes map[string]string
+	// snapshot is the repository snapshot as a blob, for store-native executors.
+	snapshot snapshotBlob
 }
 
 // nodeValues is what a finished node passes along edges.
@@ -164,6 +186,25 @@ func newPipelineRun(opts Options) (*pipelineRun, error) {
 	}
 	r.codeHashes = map[string]string{}
 	r.noReuse = map[string]bool{}
+	r.envSlots = map[string]chan struct{}{}
+	for slug, env := range opts.Environments {
+		if env.Executor == nil {
+			return nil, fmt.Errorf("runner: environment %q has no executor", slug)
+		}
+		if env.MaxParallel > 0 {
+			r.envSlots[slug] = make(chan struct{}, env.MaxParallel)
+		}
+	}
+	for _, np := range plans {
+		if np.Step == nil {
+			continue
+		}
+		if slug, env := opts.Sluice.EnvironmentOf(np.Step.Name, np.Step.Environment); env != nil {
+			if _, ok := opts.Environments[slug]; !ok {
+				return nil, fmt.Errorf("node %q runs in environment %q (%s backend), which has no executor", np.Node.Name, slug, env.Backend)
+			}
+		}
+	}
 	reuse := opts.Pipeline.ReuseExecutions == nil || *opts.Pipeline.ReuseExecutions
 	for _, n := range opts.Pipeline.Nodes {
 		if s := opts.Config.NodeStep(n); !reuse || opts.NoCache || s != nil && !opts.Sluice.Reuses(s.Name) {
