@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -245,5 +246,71 @@ func TestLintEnvironmentsGolden(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The plan says where each node runs, in text, JSON and Mermaid.
+func TestPlanWhere(t *testing.T) {
+	cfg := parseOK(t, envPipeline)
+	pp, err := cfg.NewPipelinePlan(cfg.Pipeline("main"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	where := func() map[string]string {
+		out := map[string]string{}
+		var b strings.Builder
+		if err := pp.WriteText(&b); err != nil {
+			t.Fatal(err)
+		}
+		node := ""
+		for _, line := range strings.Split(b.String(), "\n") {
+			if name, _, ok := strings.Cut(strings.TrimPrefix(line, "  "), "  ("); ok && !strings.HasPrefix(line, "    ") {
+				node = name
+			}
+			if s, ok := strings.CutPrefix(line, "    runs on: "); ok {
+				out[node] = s
+			}
+		}
+		for _, layer := range pp.JSON()["layers"].([][]map[string]any) {
+			for _, m := range layer {
+				out[m["name"].(string)+" json"] = fmt.Sprintf("%v %v %v %v", m["environment"], m["backend"], m["mapped"], m["max_parallel"])
+			}
+		}
+		return out
+	}
+	// No sluice.yaml: everything on local docker; the slugs still show.
+	got := where()
+	for k, want := range map[string]string{
+		"prepare":        "local docker",
+		"train-big":      `local docker (environment "gpu-a100" is not in sluice.yaml)`,
+		"prepare json":   " docker false <nil>",
+		"train-big json": "gpu-a100 docker false <nil>",
+	} {
+		if got[k] != want {
+			t.Errorf("no sluice.yaml, %s: %q, want %q", k, got[k], want)
+		}
+	}
+	if m := pp.Mermaid(); !strings.Contains(m, `n0["prepare<br/>local docker"]`) || !strings.Contains(m, `n1["train-big<br/><small>train</small><br/>local docker"]`) {
+		t.Errorf("mermaid without sluice.yaml:\n%s", m)
+	}
+
+	// default-environment places prepare; the override's slug places train-big.
+	pp.Sluice = &SluiceConfig{DefaultEnvironment: "cpu", Environments: map[string]*Environment{
+		"cpu":      {Name: "cpu", Backend: BackendDocker},
+		"gpu-a100": {Name: "gpu-a100", Backend: BackendDocker, MaxParallel: 2},
+	}}
+	got = where()
+	for k, want := range map[string]string{
+		"prepare":        `docker (environment "cpu")`,
+		"train-big":      `docker (environment "gpu-a100", at most 2 at once)`,
+		"prepare json":   "cpu docker true <nil>",
+		"train-big json": "gpu-a100 docker true 2",
+	} {
+		if got[k] != want {
+			t.Errorf("with sluice.yaml, %s: %q, want %q", k, got[k], want)
+		}
+	}
+	if m := pp.Mermaid(); !strings.Contains(m, `n0["prepare<br/>cpu (docker)"]`) || !strings.Contains(m, `n1["train-big<br/><small>train</small><br/>gpu-a100 (docker)"]`) {
+		t.Errorf("mermaid with sluice.yaml:\n%s", m)
 	}
 }
