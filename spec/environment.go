@@ -106,11 +106,11 @@ func checkEnvironments(vd *validator, envs *Value) {
 	}
 	for _, pr := range envs.Pairs {
 		slug := pr.Key.String()
-		pt := path{"environments", slug}
 		if strings.TrimSpace(slug) == "" {
-			vd.fail(pr.Key, pt, false, "an environment slug cannot be empty; use the slug a step's `environment:` names")
+			vd.fail(pr.Key, path{"environments"}, false, "an environment slug cannot be empty (%s); use the slug a step's `environment:` names", pr.Key.Repr())
 			continue
 		}
+		pt := path{"environments", slug}
 		v := pr.Value
 		if v == nil || v.Kind != KindMap {
 			continue // the schema said what is wrong

@@ -108,7 +108,7 @@ steps:
 		{"entry not a mapping", "environments:\n  gpu: docker\n",
 			`sluice.yaml:2:8: error: environments.gpu: expected a mapping of settings, such as ` + "`backend: docker`" + `, got a string ("docker")`},
 		{"empty slug", "environments:\n  '':\n    backend: docker\n",
-			"sluice.yaml:2:3: error: environments.: an environment slug cannot be empty"},
+			"sluice.yaml:2:3: error: environments: an environment slug cannot be empty ('')"},
 		{"environments a list", "environments:\n  - gpu\n",
 			`sluice.yaml:2:3: error: environments: expected a mapping of environment slugs to where their steps run, got a list`},
 	} {
