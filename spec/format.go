@@ -13,7 +13,10 @@ type PipelinePlan struct {
 	Pipeline *Pipeline
 	Graph    *Graph
 	Nodes    map[string]*NodePlan
-	config   *Config
+	// Sluice is the sluice.yaml beside the pipeline file, nil when there is
+	// none; it says where each node runs.
+	Sluice *SluiceConfig
+	config *Config
 }
 
 // NewPipelinePlan resolves a pipeline for display (see Config.Plan).
@@ -84,6 +87,7 @@ func (pp *PipelinePlan) WriteText(w io.Writer) error {
 						ew.printf("    variants: %d (%s)\n", len(vs), variantList(vs, 6))
 					}
 				}
+				ew.printf("    runs on: %s\n", pp.whereText(np))
 				ew.printf("    image:   %s\n", np.Image)
 				ew.printf("    command: %s\n", indentLines(np.Script, "             "))
 				for _, in := range np.Inputs {
@@ -158,6 +162,14 @@ func (pp *PipelinePlan) JSON() map[string]any {
 			}
 			if np.Step != nil {
 				m["step"], m["image"], m["command"], m["script"] = np.Step.Name, np.Image, np.Command, np.Script
+				slug, env := pp.Where(np)
+				m["environment"], m["backend"], m["mapped"] = slug, BackendDocker, env != nil
+				if env != nil {
+					m["backend"] = env.Backend
+					if env.MaxParallel > 0 {
+						m["max_parallel"] = env.MaxParallel
+					}
+				}
 				params := map[string]any{}
 				for k, v := range np.Params {
 					params[k] = v.Interface()
@@ -243,4 +255,45 @@ func (e *errWriter) printf(format string, args ...any) {
 	if e.err == nil {
 		_, e.err = fmt.Fprintf(e.w, format, args...)
 	}
+}
+
+// Where says where a node runs: the Valohai environment slug that applies
+// and its entry in sluice.yaml's environments, nil when the node runs on the
+// local Docker host (see SluiceConfig.EnvironmentOf).
+func (pp *PipelinePlan) Where(np *NodePlan) (string, *Environment) {
+	if np.Step == nil {
+		return "", nil
+	}
+	return pp.Sluice.EnvironmentOf(np.Step.Name, np.Step.Environment)
+}
+
+// whereText says where a node runs, for people.
+func (pp *PipelinePlan) whereText(np *NodePlan) string {
+	slug, env := pp.Where(np)
+	switch {
+	case env != nil:
+		s := fmt.Sprintf("%s (environment %q)", env.Backend, slug)
+		if env.MaxParallel > 0 {
+			s = fmt.Sprintf("%s (environment %q, at most %d at once)", env.Backend, slug, env.MaxParallel)
+		}
+		return s
+	case slug != "":
+		return fmt.Sprintf("local docker (environment %q is not in sluice.yaml)", slug)
+	}
+	return "local docker"
+}
+
+// Mermaid renders the plan's pipeline as a Mermaid flowchart whose boxes
+// say where each node runs: the environment and its backend, or local docker.
+func (pp *PipelinePlan) Mermaid() string {
+	return pp.Pipeline.Mermaid(func(n *Node) string {
+		np := pp.Nodes[n.Name]
+		if np == nil || np.Step == nil {
+			return ""
+		}
+		if slug, env := pp.Where(np); env != nil {
+			return slug + " (" + env.Backend + ")"
+		}
+		return "local docker"
+	})
 }

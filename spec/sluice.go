@@ -119,7 +119,7 @@ func (c *SluiceConfig) Reuses(step string) bool {
 	return !ok || s.Reuse == nil || *s.Reuse
 }
 
-var schSluiceStep = obj("step setting", nil, p("reuse", sBool))
+var schSluiceStep = obj("step setting", nil, p("reuse", sBool), p("environment", sSlug))
 
 var (
 	sNonNeg = &schema{types: tNum, min: fptr(0)}
@@ -136,6 +136,8 @@ var (
 		p("links", enum(LinksConsole, LinksSigned, LinksNone)),
 		p("signed-url-hours", &schema{types: tNum, min: fptr(0.01), max: fptr(168)}))
 	schSluice = &schema{name: "sluice.yaml", types: tObj, closed: true, desc: "a mapping of settings", props: []prop{
+		p("default-environment", sSlug),
+		p("environments", sEnvironments),
 		p("gates", list(schGate)),
 		p("report", schReport),
 		p("steps", &schema{name: "steps", types: tObj, anyKey: schSluiceStep, desc: "a mapping of step names to their settings"}),
@@ -145,7 +147,8 @@ var (
 // LoadSluiceConfig reads sluice.yaml. A file that does not exist is no
 // error: it returns nil. Unknown keys and wrong types are errors with file,
 // line and column; step names that valohai.yaml does not define are errors
-// too (a typo would silently change nothing).
+// too (a typo would silently change nothing), and so are environment slugs
+// (default-environment, steps.<name>.environment) that environments lacks.
 func LoadSluiceConfig(name string, cfg *Config) (*SluiceConfig, Diagnostics) {
 	data, err := readLimited(name)
 	if err != nil {
@@ -161,6 +164,7 @@ func LoadSluiceConfig(name string, cfg *Config) (*SluiceConfig, Diagnostics) {
 	}
 	vd := &validator{}
 	vd.check(schSluice, root, nil, nil)
+	checkEnvironments(vd, root.Get("environments"))
 	for _, e := range sortedErrs(vd.errs) {
 		r.errorf(e.pos, renderSluicePath(e.path), "%s", e.msg)
 	}
@@ -169,6 +173,13 @@ func LoadSluiceConfig(name string, cfg *Config) (*SluiceConfig, Diagnostics) {
 	}
 	out := &SluiceConfig{File: name, Steps: map[string]StepConfig{},
 		Report: ReportConfig{ApprovalLabel: DefaultApprovalLabel, Links: LinksConsole, SignedURLHours: DefaultSignedURLHours}}
+	if envs := root.Get("environments"); envs != nil {
+		out.Environments = loadEnvironments(name, envs)
+	}
+	if x := root.Get("default-environment"); x.IsString() {
+		checkSlug(r, x, "default-environment", out.Environments)
+		out.DefaultEnvironment = x.Str
+	}
 	if gates := root.Get("gates"); gates != nil {
 		out.Gates = loadGates(r, name, gates)
 		for _, g := range out.Gates {
@@ -203,6 +214,10 @@ func LoadSluiceConfig(name string, cfg *Config) (*SluiceConfig, Diagnostics) {
 			var sc StepConfig
 			if v := pr.Value.Get("reuse"); v != nil && v.Kind == KindBool {
 				sc.Reuse = &v.Bool
+			}
+			if v := pr.Value.Get("environment"); v.IsString() {
+				checkSlug(r, v, "steps."+step+".environment", out.Environments)
+				sc.Environment = v.Str
 			}
 			out.Steps[step] = sc
 		}

@@ -113,7 +113,9 @@ func newLintCmd(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Check pipeline files as Valohai does; print file:line:col: error|warning: message",
 		Long: "lint reads each valohai.yaml (default ./valohai.yaml), checks it as Valohai's own parser does\n" +
 			"(YAML 1.1, its schema, references between steps, nodes and edges, cycles, expressions)\n" +
-			"and prints every finding. It exits 1 when a file has errors, or warnings with --strict.",
+			"and the sluice.yaml beside it, if any, and prints every finding. It warns about each\n" +
+			"environment a step names that sluice.yaml does not map (the step runs on local Docker).\n" +
+			"It exits 1 when a file has errors, or warnings with --strict.",
 		RunE: func(cmd *cobra.Command, files []string) error {
 			if format != formatText && format != formatJSON {
 				return usageErrorf("--format %q: use text or json", format)
@@ -123,7 +125,7 @@ func newLintCmd(stdout, stderr io.Writer) *cobra.Command {
 			}
 			var all spec.Diagnostics
 			for _, f := range files {
-				_, diags := spec.ParseFile(f)
+				_, _, diags := spec.LintFile(f)
 				all = append(all, diags...)
 			}
 			errs, warns := all.Count(spec.SeverityError), all.Count(spec.SeverityWarning)
@@ -176,7 +178,7 @@ func newPlanCmd(stdout io.Writer) *cobra.Command {
 	var reuse bool
 	cmd := &cobra.Command{
 		Use:   "plan [FILE]",
-		Short: "Show what a pipeline would run: the DAG in layers, each node's image, command and inputs",
+		Short: "Show what a pipeline would run: the DAG in layers, each node's environment, image, command and inputs",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if format != formatText && format != formatJSON && format != formatMermai {
@@ -198,9 +200,12 @@ func newPlanCmd(stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return &exitError{code: exitUsage, err: err}
 			}
+			if plan.Sluice, err = loadSluiceConfig(cmd.ErrOrStderr(), file, cfg); err != nil {
+				return err
+			}
 			switch format {
 			case formatMermai:
-				_, err = io.WriteString(stdout, p.Mermaid(nil))
+				_, err = io.WriteString(stdout, plan.Mermaid())
 			case formatJSON:
 				out := plan.JSON()
 				if reuse {

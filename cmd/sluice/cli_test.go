@@ -135,7 +135,7 @@ func TestPlanRendersCommandWithPipelineParameters(t *testing.T) {
 
 func TestPlanMermaid(t *testing.T) {
 	code, out, _ := runCLI(t, "plan", "--reuse=false", "--format", "mermaid", "--pipeline", "My little pipeline", corpus+"examples/pipeline-example.yaml")
-	if code != 0 || !strings.HasPrefix(out, "flowchart LR\n") || !strings.Contains(out, `n0["batch1<br/><small>Batch feature extraction</small>"]`) {
+	if code != 0 || !strings.HasPrefix(out, "flowchart LR\n") || !strings.Contains(out, `n0["batch1<br/><small>Batch feature extraction</small><br/>local docker"]`) {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
 }
