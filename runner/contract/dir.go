@@ -190,7 +190,21 @@ func (w *dirWriter) hash(name string) (int64, string, error) {
 }
 
 func (w *dirWriter) tree(prefix, src string) error {
-	return walkTree(src, func() error { return w.err }, func(p, rel string, info fs.FileInfo) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err == nil {
+			err = w.err
+		}
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil || rel == "." {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
 		name := prefix + "/" + filepath.ToSlash(rel)
 		mode := info.Mode()
 		switch {

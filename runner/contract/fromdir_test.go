@@ -19,17 +19,19 @@ import (
 	"github.com/sluice-ci/sluice/runner"
 )
 
-// TestFromDir reads the same tree as TestFromTar's archive, made on disk
-// as a step would make it: the same outputs and refusals.
-func TestFromDir(t *testing.T) {
-	parent := t.TempDir()
-	src := filepath.Join(parent, "outputs")
-	dst := filepath.Join(t.TempDir(), "out")
+// stepTree makes, in a new directory, an outputs directory as a step
+// could leave it, and a file victim beside it where an escape would land;
+// it returns both directories.
+func stepTree(t *testing.T) (parent, src string) {
+	t.Helper()
+	parent = t.TempDir()
+	src = filepath.Join(parent, "outputs")
 	must(t, os.WriteFile(filepath.Join(parent, "victim"), []byte("untouched"), 0o644))
-	must(t, os.MkdirAll(filepath.Join(src, "sub"), 0o777))
+	must(t, os.MkdirAll(filepath.Join(src, "sub", "deeper"), 0o777))
 	must(t, os.MkdirAll(filepath.Join(src, "empty"), 0o755))
 	must(t, os.WriteFile(filepath.Join(src, "a.txt"), []byte("a"), 0o644))
 	must(t, os.WriteFile(filepath.Join(src, "sub", "b.txt"), []byte("bb"), 0o600))
+	must(t, os.WriteFile(filepath.Join(src, "sub", "deeper", "c.txt"), []byte("ccc"), 0o644))
 	must(t, os.WriteFile(filepath.Join(src, "run.sh"), []byte("true"), 0o700))
 	for name, target := range map[string]string{
 		"abs":      "/etc/passwd",
@@ -37,6 +39,7 @@ func TestFromDir(t *testing.T) {
 		"sub/up2":  "../../victim",
 		"sub/in":   "../a.txt",
 		"chain":    "sub/in",
+		"deep":     "sub/deeper/c.txt",
 		"loop1":    "loop2",
 		"loop2":    "loop1",
 		"dirlink":  "sub",
@@ -51,42 +54,23 @@ func TestFromDir(t *testing.T) {
 	}
 	must(t, os.Link(filepath.Join(src, "sub", "b.txt"), filepath.Join(src, "hard")))
 	must(t, syscall.Mkfifo(filepath.Join(src, "fifo"), 0o644))
+	return parent, src
+}
 
-	sink, err := NewDirSink(dst)
-	must(t, err)
-	outs, warnings, err := FromDir(src, sink)
-	must(t, sink.Close())
-	if err != nil {
-		t.Fatalf("FromDir: %v", err)
-	}
-	want := []runner.OutputFile{
+// stepTreeOutputs and stepTreeWarnings are what stepTree's outputs give.
+var (
+	stepTreeOutputs = []runner.OutputFile{
 		{Path: "a.txt", Size: 1, Digest: sha("a")},
 		{Path: "chain", Size: 1, Digest: sha("a")},
+		{Path: "deep", Size: 3, Digest: sha("ccc")},
 		{Path: "hard", Size: 2, Digest: sha("bb")},
 		{Path: "run.sh", Size: 4, Digest: sha("true")},
 		{Path: "sub/b.txt", Size: 2, Digest: sha("bb")},
+		{Path: "sub/deeper/c.txt", Size: 3, Digest: sha("ccc")},
 		{Path: "sub/in", Size: 1, Digest: sha("a")},
 		{Path: "sub/self", Size: 1, Digest: sha("a")},
 	}
-	if !reflect.DeepEqual(outs, want) {
-		t.Errorf("outputs\n got %+v\nwant %+v", outs, want)
-	}
-	if got := readFile(t, filepath.Join(parent, "victim")); got != "untouched" {
-		t.Errorf("victim = %q", got)
-	}
-	if wantFiles := []string{"a.txt", "chain", "hard", "run.sh", "sub/b.txt", "sub/in", "sub/self"}; !slices.Equal(filesOnDisk(t, dst), wantFiles) {
-		t.Errorf("on disk %q, want %q", filesOnDisk(t, dst), wantFiles)
-	}
-	if st, err := os.Stat(filepath.Join(dst, "empty")); err != nil || !st.IsDir() {
-		t.Errorf("empty directory: %v", err)
-	}
-	if p := perm(t, filepath.Join(dst, "run.sh")); p != 0o755 {
-		t.Errorf("run.sh mode %v, want 0755", p)
-	}
-	if p := perm(t, filepath.Join(dst, "sub/b.txt")); p != 0o644 {
-		t.Errorf("sub/b.txt mode %v, want 0644", p)
-	}
-	wantWarnings := []string{
+	stepTreeWarnings = []string{
 		`output "abs" refused: symlink to /etc/passwd, outside /valohai/outputs`,
 		`output "etc" refused: symlink to /etc, outside /valohai/outputs`,
 		`output "fifo" skipped: not a regular file, directory or link (a named pipe)`,
@@ -100,8 +84,28 @@ func TestFromDir(t *testing.T) {
 		`output "via" refused: link target dirlink/b.txt is not a regular file in /valohai/outputs`,
 		`output "viaout" refused: link target parent/victim is not a regular file in /valohai/outputs`,
 	}
-	if !slices.Equal(warnings, wantWarnings) {
-		t.Errorf("warnings\n%s\nwant\n%s", strings.Join(warnings, "\n"), strings.Join(wantWarnings, "\n"))
+)
+
+// TestFromDir reads, made on disk as a step would make it, a tree like
+// TestFromTar's archive: the same outputs and refusals.
+func TestFromDir(t *testing.T) {
+	parent, src := stepTree(t)
+	dst := filepath.Join(t.TempDir(), "out")
+	outs, warnings := readInto(t, dst, func(sink Sink) ([]runner.OutputFile, []string, error) {
+		return FromDir(src, sink)
+	})
+	checkStored(t, outs, stepTreeOutputs, parent, dst)
+	if st, err := os.Stat(filepath.Join(dst, "empty")); err != nil || !st.IsDir() {
+		t.Errorf("empty directory: %v", err)
+	}
+	if p := perm(t, filepath.Join(dst, "run.sh")); p != 0o755 {
+		t.Errorf("run.sh mode %v, want 0755", p)
+	}
+	if p := perm(t, filepath.Join(dst, "sub/b.txt")); p != 0o644 {
+		t.Errorf("sub/b.txt mode %v, want 0644", p)
+	}
+	if !slices.Equal(warnings, stepTreeWarnings) {
+		t.Errorf("warnings\n%s\nwant\n%s", strings.Join(warnings, "\n"), strings.Join(stepTreeWarnings, "\n"))
 	}
 }
 
@@ -156,33 +160,10 @@ func tarDir(t *testing.T, src string) io.Reader {
 }
 
 // FromTar and FromDir apply the same rules: one tree, read in place and
-// as the archive of it, gives the same outputs and warnings.
+// as the archive the Docker API makes of it, gives the same outputs and
+// warnings.
 func TestFromTarAndFromDirAgree(t *testing.T) {
-	parent := t.TempDir()
-	src := filepath.Join(parent, "outputs")
-	must(t, os.WriteFile(filepath.Join(parent, "victim"), []byte("untouched"), 0o644))
-	must(t, os.MkdirAll(filepath.Join(src, "sub", "deeper"), 0o755))
-	must(t, os.MkdirAll(filepath.Join(src, "empty"), 0o755))
-	must(t, os.WriteFile(filepath.Join(src, "a.txt"), []byte("a"), 0o644))
-	must(t, os.WriteFile(filepath.Join(src, "sub", "b.txt"), []byte("bb"), 0o644))
-	must(t, os.WriteFile(filepath.Join(src, "sub", "deeper", "c.txt"), []byte("ccc"), 0o755))
-	for name, target := range map[string]string{
-		"abs":     "/etc/passwd",
-		"up":      "../victim",
-		"sub/in":  "../a.txt",
-		"chain":   "sub/in",
-		"deep":    "sub/deeper/c.txt",
-		"loop1":   "loop2",
-		"loop2":   "loop1",
-		"dirlink": "sub",
-		"etc":     "/etc",
-		"via":     "dirlink/b.txt",
-	} {
-		must(t, os.Symlink(target, filepath.Join(src, name)))
-	}
-	must(t, os.Link(filepath.Join(src, "sub", "b.txt"), filepath.Join(src, "hard")))
-	must(t, syscall.Mkfifo(filepath.Join(src, "fifo"), 0o644))
-
+	_, src := stepTree(t)
 	fromDir := newMemSink()
 	dirOuts, dirWarnings, err := FromDir(src, fromDir)
 	must(t, err)
@@ -190,39 +171,20 @@ func TestFromTarAndFromDirAgree(t *testing.T) {
 	tarOuts, tarWarnings, err := FromTar(tarDir(t, src), fromTar)
 	must(t, err)
 
-	want := []runner.OutputFile{
-		{Path: "a.txt", Size: 1, Digest: sha("a")},
-		{Path: "chain", Size: 1, Digest: sha("a")},
-		{Path: "deep", Size: 3, Digest: sha("ccc")},
-		{Path: "hard", Size: 2, Digest: sha("bb")},
-		{Path: "sub/b.txt", Size: 2, Digest: sha("bb")},
-		{Path: "sub/deeper/c.txt", Size: 3, Digest: sha("ccc")},
-		{Path: "sub/in", Size: 1, Digest: sha("a")},
+	if !reflect.DeepEqual(dirOuts, stepTreeOutputs) || !reflect.DeepEqual(tarOuts, stepTreeOutputs) {
+		t.Errorf("outputs\nFromDir %+v\nFromTar %+v\n   want %+v", dirOuts, tarOuts, stepTreeOutputs)
 	}
-	if !reflect.DeepEqual(dirOuts, want) || !reflect.DeepEqual(tarOuts, want) {
-		t.Errorf("outputs\nFromDir %+v\nFromTar %+v\n   want %+v", dirOuts, tarOuts, want)
-	}
-	wantWarnings := []string{
-		`output "abs" refused: symlink to /etc/passwd, outside /valohai/outputs`,
-		`output "etc" refused: symlink to /etc, outside /valohai/outputs`,
-		`output "fifo" skipped: not a regular file, directory or link (a named pipe)`,
-		`output "up" refused: symlink to ../victim, outside /valohai/outputs`,
-		`output "dirlink" refused: link target sub is not a regular file in /valohai/outputs`,
-		`output "loop1" refused: symlink loop or chain longer than 40`,
-		`output "loop2" refused: symlink loop or chain longer than 40`,
-		`output "via" refused: link target dirlink/b.txt is not a regular file in /valohai/outputs`,
-	}
-	if !slices.Equal(dirWarnings, wantWarnings) || !slices.Equal(tarWarnings, wantWarnings) {
+	if !slices.Equal(dirWarnings, stepTreeWarnings) || !slices.Equal(tarWarnings, stepTreeWarnings) {
 		t.Errorf("warnings\nFromDir\n%s\nFromTar\n%s\nwant\n%s", strings.Join(dirWarnings, "\n"),
-			strings.Join(tarWarnings, "\n"), strings.Join(wantWarnings, "\n"))
+			strings.Join(tarWarnings, "\n"), strings.Join(stepTreeWarnings, "\n"))
 	}
 	// Symlinks are links either way; the archive also names the second
 	// path of the hard-linked file as a link, the directory a second file.
-	wantDirLinks := [][2]string{{"chain", "a.txt"}, {"deep", "sub/deeper/c.txt"}, {"sub/in", "a.txt"}}
+	wantDirLinks := [][2]string{{"chain", "a.txt"}, {"deep", "sub/deeper/c.txt"}, {"sub/in", "a.txt"}, {"sub/self", "a.txt"}}
 	if !slices.Equal(fromDir.links, wantDirLinks) {
 		t.Errorf("FromDir links %q, want %q", fromDir.links, wantDirLinks)
 	}
-	wantTarLinks := [][2]string{{"chain", "a.txt"}, {"deep", "sub/deeper/c.txt"}, {"sub/b.txt", "hard"}, {"sub/in", "a.txt"}}
+	wantTarLinks := slices.Insert(slices.Clone(wantDirLinks), 2, [2]string{"sub/b.txt", "hard"})
 	if !slices.Equal(fromTar.links, wantTarLinks) {
 		t.Errorf("FromTar links %q, want %q", fromTar.links, wantTarLinks)
 	}

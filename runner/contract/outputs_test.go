@@ -84,6 +84,39 @@ func filesOnDisk(t *testing.T, dir string) []string {
 	return files
 }
 
+// readInto reads outputs with read into a DirSink on dst.
+func readInto(t *testing.T, dst string, read func(Sink) ([]runner.OutputFile, []string, error)) ([]runner.OutputFile, []string) {
+	t.Helper()
+	sink, err := NewDirSink(dst)
+	must(t, err)
+	outs, warnings, err := read(sink)
+	must(t, sink.Close())
+	if err != nil {
+		t.Fatalf("read the outputs: %v", err)
+	}
+	return outs, warnings
+}
+
+// checkStored fails unless outs is want, the file victim beside the
+// outputs directory (in parent) is untouched, and dst holds want's files,
+// as regular files, and nothing else but directories.
+func checkStored(t *testing.T, outs, want []runner.OutputFile, parent, dst string) {
+	t.Helper()
+	if !reflect.DeepEqual(outs, want) {
+		t.Errorf("outputs\n got %+v\nwant %+v", outs, want)
+	}
+	if got := readFile(t, filepath.Join(parent, "victim")); got != "untouched" {
+		t.Errorf("victim = %q: an entry escaped", got)
+	}
+	var wantFiles []string
+	for _, f := range want {
+		wantFiles = append(wantFiles, f.Path)
+	}
+	if got := filesOnDisk(t, dst); !slices.Equal(got, wantFiles) {
+		t.Errorf("on disk %q, want %q", got, wantFiles)
+	}
+}
+
 func TestFromTar(t *testing.T) {
 	parent := t.TempDir()
 	dir := filepath.Join(parent, "out")
@@ -111,13 +144,9 @@ func TestFromTar(t *testing.T) {
 		{name: "outputs/hardout", typ: tar.TypeLink, link: "etc/passwd"},
 		{name: "outputs/fifo", typ: tar.TypeFifo},
 	}
-	sink, err := NewDirSink(dir)
-	must(t, err)
-	outs, warnings, err := FromTar(tarOf(t, entries...), sink)
-	must(t, sink.Close())
-	if err != nil {
-		t.Fatalf("FromTar: %v", err)
-	}
+	outs, warnings := readInto(t, dir, func(sink Sink) ([]runner.OutputFile, []string, error) {
+		return FromTar(tarOf(t, entries...), sink)
+	})
 	want := []runner.OutputFile{
 		{Path: "a.txt", Size: 1, Digest: sha("a")},
 		{Path: "chain", Size: 1, Digest: sha("a")},
@@ -125,19 +154,11 @@ func TestFromTar(t *testing.T) {
 		{Path: "sub/b.txt", Size: 2, Digest: sha("bb")},
 		{Path: "sub/in", Size: 1, Digest: sha("a")},
 	}
-	if !reflect.DeepEqual(outs, want) {
-		t.Errorf("outputs\n got %+v\nwant %+v", outs, want)
-	}
-	if got := readFile(t, filepath.Join(parent, "victim")); got != "untouched" {
-		t.Errorf("victim = %q: an entry escaped", got)
-	}
+	checkStored(t, outs, want, parent, dir)
 	for _, name := range []string{"abs", "up", "sub/up2", "loop1", "loop2", "dirlink", "dangling", "hardout", "fifo"} {
 		if _, err := os.Lstat(filepath.Join(dir, name)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s exists (%v), want not written", name, err)
 		}
-	}
-	if wantFiles := []string{"a.txt", "chain", "hard", "sub/b.txt", "sub/in"}; !slices.Equal(filesOnDisk(t, dir), wantFiles) {
-		t.Errorf("on disk %q, want %q", filesOnDisk(t, dir), wantFiles)
 	}
 	wantWarnings := []string{
 		`output "../victim" refused: path leaves /valohai/outputs`,
@@ -161,7 +182,7 @@ func TestFromTar(t *testing.T) {
 	// A sink that stores links itself gets the target's record, and is
 	// never asked to read a link's content.
 	mem := newMemSink()
-	outs, _, err = FromTar(tarOf(t, entries...), mem)
+	outs, _, err := FromTar(tarOf(t, entries...), mem)
 	must(t, err)
 	if !reflect.DeepEqual(outs, want) {
 		t.Errorf("outputs into memory\n got %+v\nwant %+v", outs, want)
@@ -176,7 +197,7 @@ func TestFromTar(t *testing.T) {
 }
 
 // An entry of a path seen before replaces it: a link replaces a file, a
-// file a link.
+// file a link; a link refused at the end leaves neither.
 func TestFromTarReplaced(t *testing.T) {
 	mem := newMemSink()
 	outs, warnings, err := FromTar(tarOf(t,
@@ -186,6 +207,8 @@ func TestFromTarReplaced(t *testing.T) {
 		entry{name: "o/b", typ: tar.TypeSymlink, link: "a"},
 		entry{name: "o/c", typ: tar.TypeSymlink, link: "a"},
 		entry{name: "o/c", typ: tar.TypeReg, body: "c"},
+		entry{name: "o/d", typ: tar.TypeReg, body: "d"},
+		entry{name: "o/d", typ: tar.TypeSymlink, link: "nope"},
 	), mem)
 	must(t, err)
 	want := []runner.OutputFile{
@@ -193,8 +216,9 @@ func TestFromTarReplaced(t *testing.T) {
 		{Path: "b", Size: 1, Digest: sha("a")},
 		{Path: "c", Size: 1, Digest: sha("c")},
 	}
-	if !reflect.DeepEqual(outs, want) || len(warnings) != 0 {
-		t.Errorf("outputs %+v, warnings %q; want %+v", outs, warnings, want)
+	wantWarnings := []string{`output "d" refused: link target nope is not a regular file in /valohai/outputs`}
+	if !reflect.DeepEqual(outs, want) || !slices.Equal(warnings, wantWarnings) {
+		t.Errorf("outputs %+v, warnings %q; want %+v, %q", outs, warnings, want, wantWarnings)
 	}
 	if wantLinks := [][2]string{{"b", "a"}}; !slices.Equal(mem.links, wantLinks) {
 		t.Errorf("links %q, want %q", mem.links, wantLinks)

@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -137,33 +136,6 @@ func copyExactly(w io.Writer, r io.Reader, size int64) error {
 	return nil
 }
 
-// walkTree calls fn for everything below src (not src itself), in lexical
-// order, with its path, its path relative to src and its Lstat info. It stops
-// at the first error, from the walk, from fn, or from failed() (a writer's
-// sticky error).
-func walkTree(src string, failed func() error, fn func(p, rel string, info fs.FileInfo) error) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := failed(); err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		if rel == "." {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		return fn(p, rel, info)
-	})
-}
-
 // tarRoot is the first element of every path WriteTar writes.
 var tarRoot = strings.TrimPrefix(Root, "/")
 
@@ -261,46 +233,12 @@ func (t *tarWriter) input(name string, f runner.InputFile) (int64, string, error
 	return size, got, nil
 }
 
+// tree writes the directory src below prefix as runner.TarTree does for
+// the repository snapshot.
 func (t *tarWriter) tree(prefix, src string) error {
-	return walkTree(src, func() error { return t.err }, func(p, rel string, info fs.FileInfo) error {
-		var err error
-		var link string
-		switch {
-		case info.Mode()&fs.ModeSymlink != 0:
-			if link, err = os.Readlink(p); err != nil {
-				return err
-			}
-		case info.IsDir(), info.Mode().IsRegular():
-		default:
-			return nil // sockets, pipes, devices
-		}
-		hdr, err := tar.FileInfoHeader(info, link)
-		if err != nil {
-			return err
-		}
-		name := prefix + "/" + filepath.ToSlash(rel)
-		hdr.Name = tarRoot + "/" + name
-		if info.IsDir() {
-			hdr.Name += "/"
-			t.dirs[name] = true
-		}
-		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "", ""
-		hdr.AccessTime, hdr.ChangeTime = time.Time{}, time.Time{}
-		hdr.Format = tar.FormatPAX
-		if t.err = t.tw.WriteHeader(hdr); t.err != nil {
-			return t.err
-		}
-		if !info.Mode().IsRegular() {
-			return nil
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if t.err = copyExactly(t.tw, f, hdr.Size); t.err != nil {
-			return fmt.Errorf("%s: %w", rel, t.err)
-		}
-		return nil
-	})
+	if t.err != nil {
+		return t.err
+	}
+	t.err = runner.TarTree(t.tw, tarRoot+"/"+prefix, src)
+	return t.err
 }
