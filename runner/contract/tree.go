@@ -145,8 +145,9 @@ var tarRoot = strings.TrimPrefix(Root, "/")
 // regular files and symlinks as links; other kinds of files are skipped),
 // each input's files (mode 0444, checked against their size and sha256),
 // the config files (mode 0644) and an empty outputs directory (mode 0777).
-// Entries are owned by root and stamped now. It fails on the first input
-// that is missing or does not match, naming it.
+// Entries are owned by root; the repository's keep their modification
+// times, the others are stamped now. It fails on the first input that is
+// missing or does not match its size or sha256, naming it.
 func WriteTar(w io.Writer, job runner.Job, now time.Time) error {
 	t := &tarWriter{tw: tar.NewWriter(w), now: now, dirs: map[string]bool{}}
 	t.err = t.tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: tarRoot + "/", Mode: 0o755, ModTime: now})
