@@ -26,6 +26,9 @@ import (
 //     when Job.ProjectID is set), PYTHONUNBUFFERED=1, then Job.Env.
 //   - the image's entrypoint cleared; the command is `/bin/sh -c Job.Command`.
 //
+// Package runner/contract lays this tree and environment out and reads the
+// outputs back under one set of rules, for every executor and the agent.
+//
 // Files travel one of two ways. A local executor copies them: the snapshot in
 // Job.RepositoryDir, each input through InputFile.Path or Open, the outputs
 // into Job.OutputDir. A store-native executor (one whose containers run where

@@ -47,15 +47,6 @@ const (
 	LabelNode = "sluice.node"
 )
 
-// Paths of the Valohai runtime contract inside the container.
-const (
-	valohaiDir    = "/valohai"
-	repositoryDir = "/valohai/repository"
-	inputsDir     = "/valohai/inputs"
-	outputsDir    = "/valohai/outputs"
-	configDir     = "/valohai/config"
-)
-
 // ErrImageNotFound is returned (wrapped) when the image is not on the Docker
 // host and the pull policy forbids pulling it.
 var ErrImageNotFound = errors.New("image not found")

@@ -1,7 +1,6 @@
 package docker
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -10,12 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
@@ -24,6 +20,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/sluice-ci/sluice/runner"
+	"github.com/sluice-ci/sluice/runner/contract"
 )
 
 // Tests of the parts that need no Docker daemon.
@@ -48,16 +45,13 @@ func TestContainerConfig(t *testing.T) {
 	if cfg.WorkingDir != "/valohai/repository" || cfg.Image != job.Image {
 		t.Errorf("WorkingDir %q, Image %q", cfg.WorkingDir, cfg.Image)
 	}
-	wantEnv := []string{
-		"VH_CONFIG_DIR=/valohai/config", "VH_INPUTS_DIR=/valohai/inputs", "VH_OUTPUTS_DIR=/valohai/outputs",
-		"VH_REPOSITORY_DIR=/valohai/repository", "VH_JOB_ID=r1-train", "VH_EXECUTION_ID=r1-train",
-		"VH_PIPELINE_ID=r1", "VH_PIPELINE_NODE_ID=train", "PYTHONUNBUFFERED=1", "A=1", "B=2",
+	// The environment is the contract's (tested in runner/contract).
+	wantEnv, wantWarnings := contract.Environ(job)
+	if !slices.Equal(cfg.Env, wantEnv) || !slices.Equal(warnings, wantWarnings) {
+		t.Errorf("Env %q, warnings %q; want contract.Environ's %q, %q", cfg.Env, warnings, wantEnv, wantWarnings)
 	}
-	if !slices.Equal(cfg.Env, wantEnv) {
-		t.Errorf("Env\n got %q\nwant %q", cfg.Env, wantEnv)
-	}
-	if len(warnings) != 1 || !strings.Contains(warnings[0], "VH_INPUTS_DIR") {
-		t.Errorf("warnings %q, want one about VH_INPUTS_DIR", warnings)
+	if len(warnings) != 1 {
+		t.Errorf("warnings %q, want the one about VH_INPUTS_DIR", warnings)
 	}
 	if cfg.Labels[LabelRun] != "r1" || cfg.Labels[LabelNode] != "train" {
 		t.Errorf("Labels %v", cfg.Labels)
@@ -83,175 +77,12 @@ func TestContainerConfig(t *testing.T) {
 	if host.Resources.NanoCPUs != 0 || host.Resources.Memory != 0 {
 		t.Errorf("no limits asked, got %+v", host.Resources)
 	}
-	if !slices.Contains(cfg.Env, "PYTHONUNBUFFERED=0") || slices.Contains(cfg.Env, "PYTHONUNBUFFERED=1") {
-		t.Errorf("the step's PYTHONUNBUFFERED should win: %q", cfg.Env)
+	if want, _ := contract.Environ(job); !slices.Equal(cfg.Env, want) {
+		t.Errorf("Env %q, want contract.Environ's %q", cfg.Env, want)
 	}
 	job.Resources = runner.Resources{}
 	if _, host, _ = containerConfig(job); host.Resources.DeviceRequests != nil {
 		t.Errorf("0 GPUs: DeviceRequests %+v, want none", host.Resources.DeviceRequests)
-	}
-}
-
-type entry struct {
-	name, link string
-	typ        byte
-	body       string
-}
-
-func tarOf(t *testing.T, entries ...entry) io.Reader {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Linkname: e.link, Typeflag: e.typ, Mode: 0o644, Size: int64(len(e.body))}
-		if e.typ != tar.TypeReg {
-			h.Size = 0
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if e.typ == tar.TypeReg {
-			if _, err := tw.Write([]byte(e.body)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return &buf
-}
-
-func TestExtractOutputs(t *testing.T) {
-	parent := t.TempDir()
-	dir := filepath.Join(parent, "out")
-	// A file already in the output directory's parent, where an escape would land.
-	if err := os.WriteFile(filepath.Join(parent, "victim"), []byte("untouched"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r := tarOf(t,
-		entry{name: "outputs/", typ: tar.TypeDir},
-		entry{name: "outputs/a.txt", typ: tar.TypeReg, body: "a"},
-		entry{name: "outputs/sub/", typ: tar.TypeDir},
-		entry{name: "outputs/sub/b.txt", typ: tar.TypeReg, body: "bb"},
-		entry{name: "outputs/../victim", typ: tar.TypeReg, body: "pwned"},
-		entry{name: "outputs/sub/../../victim", typ: tar.TypeReg, body: "pwned"},
-		entry{name: "/etc/cron.d/x", typ: tar.TypeReg, body: "pwned"},
-		entry{name: "elsewhere/x", typ: tar.TypeReg, body: "pwned"},
-		entry{name: "outputs/abs", typ: tar.TypeSymlink, link: "/etc/passwd"},
-		entry{name: "outputs/up", typ: tar.TypeSymlink, link: "../victim"},
-		entry{name: "outputs/sub/up2", typ: tar.TypeSymlink, link: "../../victim"},
-		entry{name: "outputs/sub/in", typ: tar.TypeSymlink, link: "../a.txt"},
-		entry{name: "outputs/chain", typ: tar.TypeSymlink, link: "sub/in"},
-		entry{name: "outputs/loop1", typ: tar.TypeSymlink, link: "loop2"},
-		entry{name: "outputs/loop2", typ: tar.TypeSymlink, link: "loop1"},
-		entry{name: "outputs/dirlink", typ: tar.TypeSymlink, link: "sub"},
-		entry{name: "outputs/dangling", typ: tar.TypeSymlink, link: "nope"},
-		entry{name: "outputs/hard", typ: tar.TypeLink, link: "outputs/sub/b.txt"},
-		entry{name: "outputs/hardout", typ: tar.TypeLink, link: "etc/passwd"},
-		entry{name: "outputs/fifo", typ: tar.TypeFifo},
-	)
-	outs, warnings, err := extractOutputs(r, dir)
-	if err != nil {
-		t.Fatalf("extractOutputs: %v", err)
-	}
-	want := []runner.OutputFile{
-		{Path: "a.txt", Size: 1, Digest: sha("a")},
-		{Path: "chain", Size: 1, Digest: sha("a")},
-		{Path: "hard", Size: 2, Digest: sha("bb")},
-		{Path: "sub/b.txt", Size: 2, Digest: sha("bb")},
-		{Path: "sub/in", Size: 1, Digest: sha("a")},
-	}
-	if !slices.Equal(outs, want) {
-		t.Errorf("outputs\n got %+v\nwant %+v", outs, want)
-	}
-	if got := readFile(t, filepath.Join(parent, "victim")); got != "untouched" {
-		t.Errorf("victim = %q: an entry escaped", got)
-	}
-	for _, name := range []string{"abs", "up", "sub/up2", "loop1", "loop2", "dirlink", "dangling", "hardout", "fifo"} {
-		if _, err := os.Lstat(filepath.Join(dir, name)); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("%s exists (%v), want not written", name, err)
-		}
-	}
-	var files []string
-	_ = filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
-		if err == nil && !info.IsDir() {
-			rel, _ := filepath.Rel(dir, p)
-			files = append(files, filepath.ToSlash(rel))
-			if !info.Mode().IsRegular() {
-				t.Errorf("%s is not a regular file: %v", rel, info.Mode())
-			}
-		}
-		return nil
-	})
-	if wantFiles := []string{"a.txt", "chain", "hard", "sub/b.txt", "sub/in"}; !slices.Equal(files, wantFiles) {
-		t.Errorf("on disk %q, want %q", files, wantFiles)
-	}
-	if len(warnings) != 13 {
-		t.Errorf("%d warnings, want 13:\n%s", len(warnings), strings.Join(warnings, "\n"))
-	}
-}
-
-func TestWriteContract(t *testing.T) {
-	repo := t.TempDir()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(os.MkdirAll(filepath.Join(repo, "pkg"), 0o755))
-	must(os.WriteFile(filepath.Join(repo, "pkg", "train.py"), []byte("print(1)\n"), 0o755))
-	must(os.Symlink("pkg/train.py", filepath.Join(repo, "link.py")))
-	job := runner.Job{
-		RunID: "r", Node: "n", Image: "img", Command: "true", RepositoryDir: repo,
-		Inputs: []runner.Input{{Name: "in", Files: []runner.InputFile{{
-			Name: "a/b/c.txt", Size: 3, Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("abc")), nil },
-		}}}},
-	}
-	var buf bytes.Buffer
-	must(writeContract(&buf, job, time.Unix(0, 0)))
-	got := map[string]string{}
-	tr := tar.NewReader(&buf)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		must(err)
-		desc := string(h.Typeflag) + " " + os.FileMode(h.Mode).Perm().String()
-		if h.Linkname != "" {
-			desc += " -> " + h.Linkname
-		}
-		got[h.Name] = desc
-	}
-	for name, want := range map[string]string{
-		"valohai/repository/":             "5 -rwxr-xr-x",
-		"valohai/repository/pkg/":         "5 -rwxr-xr-x",
-		"valohai/repository/pkg/train.py": "0 -rwxr-xr-x",
-		"valohai/repository/link.py":      "2 -rwxrwxrwx -> pkg/train.py",
-		"valohai/inputs/in/a/b/":          "5 -rwxr-xr-x",
-		"valohai/inputs/in/a/b/c.txt":     "0 -r--r--r--",
-		"valohai/outputs/":                "5 -rwxrwxrwx",
-		"valohai/config/parameters.json":  "0 -rw-r--r--",
-		"valohai/config/inputs.json":      "0 -rw-r--r--",
-		"valohai/config/execution.json":   "0 -rw-r--r--",
-	} {
-		if got[name] != want {
-			t.Errorf("%s: %q, want %q", name, got[name], want)
-		}
-	}
-
-	// A size that does not match the content is an error naming the input.
-	job.Inputs[0].Files[0].Size = 4
-	err := writeContract(io.Discard, job, time.Now())
-	if err == nil || !strings.Contains(err.Error(), "input in file a/b/c.txt") {
-		t.Errorf("short content: %v", err)
-	}
-	job.Inputs[0].Files[0].Size = 3
-	job.Inputs[0].Files[0].Digest = sha("xyz")
-	if err := writeContract(io.Discard, job, time.Now()); err == nil || !strings.Contains(err.Error(), "sha256") {
-		t.Errorf("wrong digest: %v", err)
 	}
 }
 
