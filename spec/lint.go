@@ -27,6 +27,12 @@ func lint(r *reporter, cfg *Config) {
 	for _, p := range cfg.Pipelines {
 		lintPipeline(r, cfg, p)
 	}
+	for _, d := range cfg.Deployments {
+		if d.Target == "" {
+			// Valohai warns too: without a target it cannot create the deployment on its own.
+			r.warnf(d.Pos, fmt.Sprintf("deployment %q.defaults.target", d.Name), "deployment %q has no defaults.target set, which Valohai needs to create the deployment automatically", d.Name)
+		}
+	}
 }
 
 // at returns the position of a field's value in an object's source mapping,
@@ -440,6 +446,23 @@ var edgePairs = map[string][]string{
 
 var socketTypes = []string{SocketOutput, SocketInput, SocketParameter, SocketMetadata, SocketEnvVar, SocketFile, SocketDependency, SocketDeployment}
 
+// parameterTarget reads the socket type of a pipeline parameter's target as
+// Valohai does: every type that starts with "parameter" names the node's
+// parameter (valohai-cli writes NODE.parameters.NAME), so the socket comes
+// back as NODE.parameter.NAME for the plan and the run. Spellings other than
+// the singular and the plural are accepted with a warning. Edges are not
+// read this way: their socket types must be spelt exactly.
+func (b *builder) parameterTarget(v *Value, s Socket, path string) Socket {
+	if s.Type == SocketParameter || !strings.HasPrefix(s.Type, SocketParameter) {
+		return s
+	}
+	if s.Type != SocketParameter+"s" {
+		b.r.warnf(v.Pos, path, "target %q: Valohai reads the socket type %q as %q; write %s.%s.%s", v.Str, s.Type, SocketParameter, s.Node, SocketParameter, s.Key)
+	}
+	s.Type = SocketParameter
+	return s
+}
+
 // NodeStep returns the step a node runs (through its task blueprint for task
 // nodes), or nil for deployment nodes and unknown steps.
 func (c *Config) NodeStep(n *Node) *Step {
@@ -563,7 +586,9 @@ func lintNode(r *reporter, cfg *Config, p *Pipeline, n *Node, path string) {
 			r.errorf(at(o.raw, o.Pos, "runtime-config-preset"), path+".override.runtime-config-preset", "%s: missing `environment`: an override that sets a runtime config preset must set the environment too", prefix)
 		}
 		for i, pr := range o.Parameters {
-			lintParameter(r, pr, fmt.Sprintf("%s.override.parameters[%d]", path, i))
+			if m := overrideParam(step, pr); m != nil {
+				lintParameter(r, m, fmt.Sprintf("%s.override.parameters[%d]", path, i))
+			}
 		}
 	}
 	for i, a := range n.Actions {
@@ -582,6 +607,35 @@ func lintNode(r *reporter, cfg *Config, p *Pipeline, n *Node, path string) {
 			lintExpr(r, at(a.raw, a.Pos, "if"), apath+".if", "if", cond)
 		}
 	}
+}
+
+// overrideParam returns an override's parameter merged into the step's of
+// the same name, which is what the node runs with: a field the override does
+// not set, its type above all, is the step's. It returns nil when there is no
+// such step parameter (that is reported on its own). The result keeps the override's
+// own fields for the checks of what it sets; it has no default to check when
+// the override changes nothing its default is checked against (the step's
+// own checks cover that).
+func overrideParam(step *Step, pr *Parameter) *Parameter {
+	if step == nil || step.Parameter(pr.Name) == nil {
+		return nil
+	}
+	var m *Parameter
+	for _, p := range mergeParams(step.Parameters, []*Parameter{pr}) {
+		if p.Name == pr.Name {
+			c := *p
+			m = &c
+		}
+	}
+	m.raw, m.Pos = pr.raw, pr.Pos
+	touches := false
+	for _, k := range []string{"default", "type", "min", "max", "choices", "multiple"} {
+		touches = touches || pr.raw.Has(k)
+	}
+	if !touches {
+		m.Default = nil
+	}
+	return m
 }
 
 func lintEdge(r *reporter, cfg *Config, p *Pipeline, e *Edge, path string) {

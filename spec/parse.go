@@ -689,7 +689,7 @@ func (b *builder) pipeline(v *Value, label string) *Pipeline {
 			}
 			for _, tv := range targets {
 				if s, ok := b.socket(tv, path+".targets", "target"); ok {
-					pp.Targets = append(pp.Targets, s)
+					pp.Targets = append(pp.Targets, b.parameterTarget(tv, s, path+".targets"))
 				}
 			}
 			pl.Parameters = append(pl.Parameters, pp)

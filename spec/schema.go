@@ -229,7 +229,7 @@ var (
 
 	// Deployments are not in Valohai's schema, but its parser refuses unknown keys.
 	schDeployment = obj("deployment", []string{"name"}, p("name", sStr),
-		p("defaults", &schema{name: "defaults", types: tObj, props: []prop{p("target", sStr)}, required: []string{"target"}}))
+		p("defaults", &schema{name: "defaults", types: tObj, props: []prop{p("target", sStr)}}))
 
 	schItem = &schema{name: "item", types: tObj, desc: "a mapping such as `step: {...}`", props: []prop{
 		p("endpoint", schEndpoint), p("pipeline", schPipeline), p("step", schStep), p("task", schTask),

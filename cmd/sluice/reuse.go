@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 	"github.com/sluice-ci/sluice/runner/docker"
 	"github.com/sluice-ci/sluice/spec"
 	"github.com/sluice-ci/sluice/store"
+	"github.com/sluice-ci/sluice/store/file"
 )
 
 // reusePrediction is a dry run's answer, or why there is none.
@@ -33,9 +37,12 @@ func predictReuse(ctx context.Context, stderr io.Writer, cfg *spec.Config, p *sp
 	if err != nil {
 		return reusePrediction{err: err}
 	}
-	st, err := openStore(storeURL, repoRoot(repo))
+	st, where, err := openStoreToRead(storeURL, repoRoot(repo))
 	if err != nil {
 		return reusePrediction{err: err}
+	}
+	if st == nil {
+		return reusePrediction{rec: nothingToReuse(p, where)}
 	}
 	exec, err := docker.NewFromEnv(docker.Options{Pull: docker.PullNever, RegistryAuth: docker.ConfigAuth(os.Getenv)})
 	if err == nil {
@@ -47,6 +54,45 @@ func predictReuse(ctx context.Context, stderr io.Writer, cfg *spec.Config, p *sp
 	rec, err := runner.Run(ctx, runner.Options{Config: cfg, Pipeline: p, Params: values, Executor: exec, Store: st,
 		RepoDir: repo, Concurrency: 1, DryRun: true, RunID: runner.NewRunID(time.Now()), Sluice: sc})
 	return reusePrediction{rec: rec, err: err}
+}
+
+// openStoreToRead opens the store a plan looks in without changing it: a
+// local store read-only, and none at all (nil, with its path) when it does
+// not exist yet. A gs:// store is read as usual; a dry run writes nothing.
+func openStoreToRead(url, repo string) (store.Store, string, error) {
+	dir := url
+	switch {
+	case url == "":
+		dir = filepath.Join(repo, ".sluice")
+	case strings.HasPrefix(url, "file://"):
+		dir = strings.TrimPrefix(url, "file://")
+	case strings.Contains(url, "://"):
+		st, err := openStore(url, repo)
+		return st, url, err
+	}
+	st, err := file.New(dir, file.ReadOnly())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, dir, nil
+	}
+	if err != nil {
+		return nil, dir, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	return st, dir, nil
+}
+
+// nothingToReuse is the prediction when there is no store yet: every node
+// runs (deployment nodes never do), and Docker need not be asked.
+func nothingToReuse(p *spec.Pipeline, where string) *store.Run {
+	rec := &store.Run{Pipeline: p.Name, Status: store.StatusWouldRun}
+	for _, n := range p.Nodes {
+		nr := &store.NodeRun{Name: n.Name, Status: store.StatusWouldRun,
+			Reason: fmt.Sprintf("no earlier result to reuse (there is no store at %s yet)", where)}
+		if n.Type == spec.NodeDeployment {
+			nr.Status, nr.Reason = store.StatusSkipped, "sluice does not deploy"
+		}
+		rec.Nodes = append(rec.Nodes, nr)
+	}
+	return rec
 }
 
 func writeReuse(w io.Writer, pr reusePrediction) error {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -86,6 +87,7 @@ func TestReuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, _ := store.ListRuns(context.Background(), st)
+	state := dirState(t, dir)
 	plan := exec.Command(os.Args[0], "plan", "-p", "title=third")
 	plan.Dir = dir
 	plan.Env = append(os.Environ(), "SLUICE_TEST_MAIN=1")
@@ -100,6 +102,9 @@ func TestReuse(t *testing.T) {
 	}
 	if after, _ := store.ListRuns(context.Background(), st); len(after) != len(before) {
 		t.Errorf("plan recorded a run: %d runs before, %d after", len(before), len(after))
+	}
+	if !reflect.DeepEqual(dirState(t, dir), state) {
+		t.Errorf("plan changed the repository or its store")
 	}
 
 	os.WriteFile(filepath.Join(dir, "NOTES.md"), []byte("changed, but no step sees it\n"), 0o644)

@@ -225,6 +225,16 @@ func TestRunScenarios(t *testing.T) {
 			out:   []string{"train | training --lr=1.0 --layers=3 --note=from-pipeline\n"},
 		},
 		{
+			scenario: "valohai-cli-spellings", code: 0, run: store.StatusSucceeded,
+			nodes: map[string]store.Status{"train": "succeeded"},
+			out:   []string{"train | training --epochs=50 --verbose --note=from-pipeline\n", "train |   \"epochs\": 50,\n"},
+			check: func(t *testing.T, rec *store.Run) {
+				if p := rec.Node("train").Parameters; p["epochs"] != float64(50) || p["verbose"] != true || p["note"] != "from-pipeline" {
+					t.Errorf("parameters %v: want epochs 50, verbose true, note from-pipeline", p)
+				}
+			},
+		},
+		{
 			scenario: "output-properties", args: []string{"--step", "produce"}, code: 0, run: store.StatusSucceeded,
 			nodes: map[string]store.Status{"produce": "succeeded"},
 			check: func(t *testing.T, rec *store.Run) {

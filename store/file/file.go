@@ -102,7 +102,24 @@ type Store struct {
 	// flock, so that waiting goroutines do not each block a thread in flock.
 	mu  [numStripes]sync.Mutex
 	now func() time.Time
+	// readOnly: see ReadOnly.
+	readOnly bool
 }
+
+// ErrReadOnly is the error of every write to a store opened with ReadOnly.
+var ErrReadOnly = errors.New("the store is open read-only")
+
+// Option changes how New opens a store.
+type Option func(*Store)
+
+// ReadOnly opens an existing store to read it and nothing else (as `sluice
+// plan` does): New creates nothing and fails with an error wrapping
+// fs.ErrNotExist when the directory does not exist; every write (Put,
+// PutIf, Stage, Delete, DeleteIfOlder, Touch) fails with ErrReadOnly; and
+// reads take no lock and repair nothing, so an object read while another
+// process commits it reports generation -1 (which matches no condition)
+// instead of waiting for the commit.
+func ReadOnly() Option { return func(s *Store) { s.readOnly = true } }
 
 var (
 	_ store.Store   = (*Store)(nil)
@@ -110,8 +127,9 @@ var (
 	_ store.Toucher = (*Store)(nil)
 )
 
-// New returns the store in directory dir, creating dir if needed.
-func New(dir string) (*Store, error) {
+// New returns the store in directory dir, creating dir if needed (unless
+// opened ReadOnly).
+func New(dir string, opts ...Option) (*Store, error) {
 	if !lockSupported {
 		return nil, fmt.Errorf("file store %s: not supported on this platform (needs flock)", dir)
 	}
@@ -119,10 +137,24 @@ func New(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("file store %s: %w", dir, err)
 	}
+	s := &Store{root: root, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.readOnly {
+		fi, err := os.Stat(root)
+		if err == nil && !fi.IsDir() {
+			err = fmt.Errorf("%s is not a directory", root)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("file store %s: %w", dir, err)
+		}
+		return s, nil
+	}
 	if err := os.MkdirAll(filepath.Join(root, locksDir), 0o777); err != nil {
 		return nil, fmt.Errorf("file store %s: %w", dir, err)
 	}
-	return &Store{root: root, now: time.Now}, nil
+	return s, nil
 }
 
 // Dir returns the absolute path of the store's directory.
@@ -171,6 +203,9 @@ type temp struct {
 // writeTemp writes r to a new temporary file in dir, creating dir if needed.
 // On error it removes the file.
 func (s *Store) writeTemp(ctx context.Context, dir string, r io.Reader) (t temp, err error) {
+	if s.readOnly {
+		return temp{}, ErrReadOnly
+	}
 	f, err := s.createTemp(dir)
 	if err != nil {
 		return temp{}, err
@@ -340,7 +375,9 @@ func (s *Store) open(ctx context.Context, key string) (*os.File, store.Info, err
 	if err != nil {
 		return nil, store.Info{}, err
 	}
-	if !st.consistent() {
+	if !st.consistent() && s.readOnly {
+		st.gen = -1 // the generation file describes other content: none is known
+	} else if !st.consistent() {
 		// A commit is in progress, or one crashed: read again under the lock.
 		_ = f.Close()
 		unlock, err := s.lock(ctx, key)
@@ -757,6 +794,9 @@ func (st *staged) Discard() error {
 func (s *Store) lock(ctx context.Context, key string) (func(), error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if s.readOnly {
+		return nil, ErrReadOnly // every holder of a lock writes
 	}
 	h := fnv.New32a()
 	h.Write([]byte(key))
