@@ -206,10 +206,15 @@ func (r *pipelineRun) execute(ctx context.Context, n *spec.Node, np *spec.NodePl
 	}
 	key, keyErr := r.cacheKey(ctx, exec, np, nr.Command, nr.Parameters, vals, job.Resources.GPUs)
 	switch {
-	case errors.Is(keyErr, errNoResolver):
-		// An executor that cannot name image digests cannot reuse results.
 	case keyErr != nil:
-		nr.Warnings = append(nr.Warnings, fmt.Sprintf("no reuse: %v", keyErr))
+		// Without a key the node runs without reuse. Its record says why, and
+		// a node's warnings are printed when it ends; nothing prints those of
+		// a task's executions, so they say it here.
+		msg := fmt.Sprintf("reuse is off for this node: %v", keyErr)
+		nr.Warnings = append(nr.Warnings, msg)
+		if variant != "" && !r.noReuse[n.Name] && !r.opts.DryRun {
+			r.printf(label, "%s", msg)
+		}
 	default:
 		nr.CacheKey, nr.CacheParts = key.key, key.parts
 		if !r.noReuse[n.Name] {
@@ -332,7 +337,7 @@ func (r *pipelineRun) execute(ctx context.Context, n *spec.Node, np *spec.NodePl
 	return nr, log.metadata
 }
 
-var errNoResolver = errors.New("the executor cannot resolve image digests")
+var errNoResolver = errors.New("the executor cannot name image digests and no image resolver is set")
 
 // executorOf returns the environment slug of a node's step and the executor
 // that runs it: its environment's, when sluice.yaml maps the slug, else the
@@ -347,16 +352,20 @@ func (r *pipelineRun) executorOf(np *spec.NodePlan) (string, Executor) {
 	return slug, r.opts.Executor
 }
 
-// cacheKey computes what decides an execution's result. It fails when the
-// executor cannot name the image's digest or the code cannot be hashed.
+// cacheKey computes what decides an execution's result. It fails when
+// neither the node's executor nor Options.ImageResolver can name the image's
+// digest, or the code cannot be hashed.
 func (r *pipelineRun) cacheKey(ctx context.Context, exec Executor, np *spec.NodePlan, command string, params map[string]any, vals *nodeValues, gpus int) (cacheKey, error) {
 	resolver, ok := exec.(ImageResolver)
 	if !ok {
-		return cacheKey{}, errNoResolver
+		resolver = r.opts.ImageResolver
+	}
+	if resolver == nil {
+		return cacheKey{}, fmt.Errorf("no digest for image %s: %w", np.Image, errNoResolver)
 	}
 	digest, err := resolver.ImageDigest(ctx, np.Image)
 	if err != nil {
-		return cacheKey{}, err
+		return cacheKey{}, fmt.Errorf("no image digest: %w", err)
 	}
 	source := ""
 	if np.Step.HasSourcePath {

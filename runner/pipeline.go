@@ -79,6 +79,12 @@ type Options struct {
 	// (or was reused), its log in the store, as soon as it ends. It is
 	// called from the scheduler: it must return quickly.
 	OnNodeDone func(nr *store.NodeRun)
+
+	// ImageResolver names image digests for reuse when the Executor does not
+	// implement ImageResolver itself (an executor with no Docker daemon on
+	// this host); imageref.Resolver asks the images' registries. With
+	// neither, every node runs without reuse, and says so.
+	ImageResolver ImageResolver
 }
 
 // Environment is where some of a run's nodes run: an executor, and how many

@@ -311,7 +311,8 @@ func TestRequireApproval(t *testing.T) {
 			t.Fatal(err)
 		}
 		rec, _ := Run(context.Background(), Options{Config: cfg, Pipeline: cfg.Pipelines[0], Executor: f, Store: st,
-			TempDir: t.TempDir(), PR: 12, Approved: approved, ApprovalHint: `add the label "sluice/approved" to the pull request`})
+			TempDir: t.TempDir(), PR: 12, Approved: approved, ApprovalHint: `add the label "sluice/approved" to the pull request`,
+			ImageResolver: &digestResolver{}}) // digests, so that the approval is a's only warning
 		return rec
 	}
 	rec := run("")

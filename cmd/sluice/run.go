@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-ci/sluice/report"
 	"github.com/sluice-ci/sluice/runner"
 	"github.com/sluice-ci/sluice/runner/docker"
+	"github.com/sluice-ci/sluice/runner/imageref"
 	"github.com/sluice-ci/sluice/spec"
 	"github.com/sluice-ci/sluice/store"
 	"github.com/sluice-ci/sluice/store/file"
@@ -445,10 +446,11 @@ func newCleanCmd(stdout io.Writer) *cobra.Command {
 }
 
 // startExecutor makes the Docker executor of a run (credentials from the
-// Docker config) and checks that the daemon answers.
+// Docker config; the digests of images the host lacks from their registries,
+// so that a reused node pulls nothing) and checks that the daemon answers.
 func startExecutor(ctx context.Context, pull docker.PullPolicy, logger *slog.Logger, getenv func(string) string) (*docker.Executor, error) {
 	exec, err := docker.NewFromEnv(docker.Options{Pull: pull, Logger: logger, CleanupTimeout: 30 * time.Second,
-		RegistryAuth: docker.ConfigAuth(getenv)})
+		RegistryAuth: docker.ConfigAuth(getenv), Registry: imageref.New(imageref.Options{Logger: logger})})
 	if err != nil {
 		return nil, &exitError{code: exitFailed, err: err}
 	}

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/distribution/reference"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/registry"
@@ -84,6 +85,13 @@ type Options struct {
 	Pull PullPolicy
 	// RegistryAuth supplies registry credentials; nil pulls anonymously.
 	RegistryAuth RegistryAuthFunc
+	// Registry, when set, names the digest of an image without pulling it
+	// (imageref.Resolver asks the image's registry): ImageDigest uses it for
+	// an image the Docker host does not have, and for every image with
+	// PullAlways, so that deciding whether a node's result can be reused
+	// pulls nothing, and a reused node never pulls. When it fails, the image
+	// is pulled to learn its digest, as without it. PullNever never uses it.
+	Registry runner.ImageResolver
 	// Logger receives the executor's own messages (not the job's output);
 	// nil discards them.
 	Logger *slog.Logger
@@ -414,10 +422,25 @@ func (e *Executor) ensureImage(ctx context.Context, ref string) (string, string,
 	if img.Config != nil {
 		user = img.Config.User
 	}
-	if len(img.RepoDigests) > 0 {
-		return img.RepoDigests[0], user, nil
+	return imageDigest(ref, img), user, nil
+}
+
+// imageDigest names an image the Docker host has: its repository digest for
+// ref's repository (the host may know it under several names), else its
+// first one, else its id (an image built on the host and never pushed).
+func imageDigest(ref string, img image.InspectResponse) string {
+	if named, err := reference.ParseNormalizedNamed(ref); err == nil {
+		prefix := reference.FamiliarName(named) + "@"
+		for _, d := range img.RepoDigests {
+			if strings.HasPrefix(d, prefix) {
+				return d
+			}
+		}
 	}
-	return img.ID, user, nil
+	if len(img.RepoDigests) > 0 {
+		return img.RepoDigests[0]
+	}
+	return img.ID
 }
 
 // isRootUser reports whether a container USER (user[:group]) is root.
