@@ -141,9 +141,14 @@ func saveCache(ctx context.Context, st store.Store, key, run, node string, resul
 	return err
 }
 
+// sluiceConfigFile is sluice.yaml beside valohai.yaml, at the top of the
+// repository snapshot; it is not part of the code a step runs.
+const sluiceConfigFile = "sluice.yaml"
+
 // codeHash hashes the repository files a step can see: every file of the
 // snapshot, or only source-path (a file or a directory) when the step names
-// one. Paths, modes and contents count; timestamps do not.
+// one, except sluice.yaml at the top. Paths, modes and contents count;
+// timestamps do not.
 func codeHash(snapshot, sourcePath string) (string, error) {
 	root := snapshot
 	if sourcePath != "" {
@@ -161,6 +166,12 @@ func codeHash(snapshot, sourcePath string) (string, error) {
 			return err
 		}
 		rel, _ := filepath.Rel(snapshot, p)
+		if rel == sluiceConfigFile {
+			// sluice.yaml says where steps run and how a run is judged, not
+			// what a step computes: moving a step to another environment
+			// keeps its results.
+			return nil
+		}
 		info, err := d.Info()
 		if err != nil {
 			return err

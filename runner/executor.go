@@ -196,18 +196,18 @@ type Result struct {
 // OutputFile is one file a step left in /valohai/outputs.
 type OutputFile struct {
 	// Path is relative to /valohai/outputs, slash-separated.
-	Path string
+	Path string `json:"path"`
 	// Size in bytes.
-	Size int64
+	Size int64 `json:"size"`
 	// Digest is the hex sha256 of the content.
-	Digest string
+	Digest string `json:"digest"`
 	// Stored says the content is already a blob of the run's store (put
 	// there by the executor's agent): the file is not in Job.OutputDir and
 	// the scheduler does not upload it. Properties then holds what its
 	// sidecars said (see OutputProperties): the executor read them, and
 	// left the sidecars out of Result.Outputs.
-	Stored     bool
-	Properties map[string]any
+	Stored     bool           `json:"-"`
+	Properties map[string]any `json:"properties,omitempty"`
 }
 
 // Reason is why a run ended.

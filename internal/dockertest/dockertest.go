@@ -93,3 +93,15 @@ func unavailable(t testing.TB, getenv func(string) string, reason string) {
 	}
 	t.Skipf("%s (skipped; with CI=true this fails)", reason)
 }
+
+// SluiceImage returns the sluice image the agent tests run (SLUICE_IMAGE,
+// default sluice:dev, which .ci/run builds from this checkout) after
+// checking that the daemon has it.
+func SluiceImage(t testing.TB) string {
+	t.Helper()
+	img := os.Getenv("SLUICE_IMAGE")
+	if img == "" {
+		img = "sluice:dev"
+	}
+	return Require(t, img, "docker build -t sluice:dev . (after testdata/images/go/build.sh where no registry answers)")
+}

@@ -104,6 +104,11 @@ type Options struct {
 	// Transfer is how files go into and out of the containers; empty means
 	// TransferAuto.
 	Transfer Transfer
+	// Network is the Docker network the containers join; empty means the
+	// daemon's default.
+	Network string
+	// Agent configures TransferStore.
+	Agent AgentOptions
 	// TempDir is where the bind transfer prepares each job's directory (and
 	// the probe its own); empty means os.TempDir(). It must be on a file
 	// system the daemon sees under the same path; input files on the same
@@ -143,6 +148,11 @@ func New(cli client.APIClient, opts Options) (*Executor, error) {
 		return nil, err
 	}
 	opts.Transfer = t
+	if t == TransferStore {
+		if err := opts.Agent.check(); err != nil {
+			return nil, err
+		}
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -194,6 +204,9 @@ func (e *Executor) Run(ctx context.Context, job runner.Job) (res runner.Result, 
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("node %s: %w", job.Node, err)
 	}
+	if e.opts.Transfer == TransferStore {
+		return e.runAgent(ctx, job)
+	}
 	log := e.log.With("run", job.RunID, "node", job.Node)
 
 	digest, user, err := e.ensureImage(ctx, job.Image)
@@ -207,6 +220,7 @@ func (e *Executor) Run(ctx context.Context, job runner.Job) (res runner.Result, 
 	}
 
 	cfg, hostCfg, warnings := containerConfig(job)
+	hostCfg.NetworkMode = container.NetworkMode(e.opts.Network)
 	res.Warnings = append(res.Warnings, warnings...)
 	var jobDir string // with TransferBind, the host directory behind /valohai
 	if transfer == TransferBind {

@@ -35,21 +35,26 @@ const (
 	// sluice must be able to read and remove what the step writes (it runs
 	// as root, or the daemon is rootless).
 	TransferBind Transfer = "bind"
+	// TransferStore sends the files through the store, as a remote backend
+	// does: `sluice agent` fetches them into the container and puts the
+	// outputs back (see AgentOptions). It needs a store the containers
+	// reach (a bucket); this host never touches the outputs.
+	TransferStore Transfer = "store"
 )
 
 // TransferEnv is the environment variable NewFromEnv reads the transfer
 // from when Options.Transfer is empty.
 const TransferEnv = "SLUICE_DOCKER_TRANSFER"
 
-// ParseTransfer accepts "auto", "copy", "bind" and "" (auto).
+// ParseTransfer accepts "auto", "copy", "bind", "store" and "" (auto).
 func ParseTransfer(s string) (Transfer, error) {
 	switch t := Transfer(s); t {
 	case "":
 		return TransferAuto, nil
-	case TransferAuto, TransferCopy, TransferBind:
+	case TransferAuto, TransferCopy, TransferBind, TransferStore:
 		return t, nil
 	}
-	return "", fmt.Errorf("transfer %q: want auto, copy or bind", s)
+	return "", fmt.Errorf("transfer %q: want auto, copy, bind or store", s)
 }
 
 // probeMount is where the probe container sees the probe directory.
