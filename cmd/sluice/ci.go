@@ -146,6 +146,7 @@ func runCI(ctx context.Context, fl ciFlags, stdout, stderr io.Writer) error {
 	if scDiags.HasErrors() {
 		return usageErrorf("%s has %s", scFile, plural(scDiags.Count(spec.SeverityError), "error"))
 	}
+	annotate(log, spec.LintEnvironments(cfg, sc))
 	if fl.config != "" && sc == nil {
 		return usageErrorf("--config %s: no such file", fl.config)
 	}
@@ -159,7 +160,7 @@ func runCI(ctx context.Context, fl ciFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	exec, err := startExecutor(ctx, pullPolicy, logger, getenv)
+	ex, err := startExecutors(ctx, runOptions{pull: pullPolicy, logger: logger, getenv: getenv, st: st, storeURL: fl.storeURL}, cfg, p, sc)
 	if err != nil {
 		return err
 	}
@@ -207,14 +208,14 @@ func runCI(ctx context.Context, fl ciFlags, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "sluice: run %s of pipeline %q (%d nodes, concurrency %d)\n", runID, p.Name, len(p.Nodes), fl.concurrency)
 	folds := newFolder(ctx, log, st, stderr)
 	rec, runErr := runner.Run(ctx, runner.Options{
-		Config: cfg, Pipeline: p, Executor: exec, Store: st, RepoDir: repo,
+		Config: cfg, Pipeline: p, Executor: ex.local, Environments: ex.envs, Store: st, RepoDir: repo,
 		Concurrency: fl.concurrency, RunID: runID, Log: io.Discard, Logger: logger,
 		Sluice: sc, Commit: commit, Branch: branch, PR: c.Number,
 		Approved: approved, ApprovalHint: approvalHint(sc),
 		OnNodeStatus: folds.status, OnNodeDone: folds.done,
 	})
 	folds.wait()
-	sweepContainers(ctx, exec, runID, stderr)
+	ex.sweep(ctx, runID, stderr)
 	switch {
 	case rec == nil:
 		return &exitError{code: exitUsage, err: runErr}

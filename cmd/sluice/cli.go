@@ -76,7 +76,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.AddCommand(newLintCmd(stdout, stderr), newPlanCmd(stdout), newRunCmd(stdout, stderr), newRunsCmd(stdout),
 		newGCCmd(stdout),
-		newShowCmd(stdout), newArtifactsCmd(stdout), newCleanCmd(stdout), newReportCmd(stdout, stderr), newCICmd(stdout, stderr), newVersionCmd(stdout))
+		newShowCmd(stdout), newArtifactsCmd(stdout), newCleanCmd(stdout), newReportCmd(stdout, stderr), newCICmd(stdout, stderr), newVersionCmd(stdout), newAgentCmd(stdout, stderr))
 	return root
 }
 

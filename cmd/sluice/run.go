@@ -142,7 +142,8 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			exec, err := startExecutor(cmd.Context(), pullPolicy, logger, os.Getenv)
+			ex, err := startExecutors(cmd.Context(), runOptions{pull: pullPolicy, logger: logger, getenv: os.Getenv,
+				st: st, storeURL: storeURL}, cfg, p, sc)
 			if err != nil {
 				return err
 			}
@@ -156,13 +157,13 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			runID := runner.NewRunID(timeNow())
 			fmt.Fprintf(stderr, "sluice: run %s of pipeline %q (%d nodes, concurrency %d)\n", runID, p.Name, len(p.Nodes), concurrency)
 			rec, err := runner.Run(cmd.Context(), runner.Options{
-				Config: cfg, Pipeline: p, Params: values, Executor: exec, Store: st, RepoDir: repo,
+				Config: cfg, Pipeline: p, Params: values, Executor: ex.local, Environments: ex.envs, Store: st, RepoDir: repo,
 				Concurrency: concurrency, RunID: runID, Log: log, Logger: logger, OnNodeStatus: onStatus,
 				NoCache: noCacheAll, NoCacheNodes: noCacheNodes, Sluice: sc, ApprovalHint: approvalHint(sc),
 				Commit: gitOutput(repo, "rev-parse", "HEAD"), Branch: gitOutput(repo, "rev-parse", "--abbrev-ref", "HEAD"),
 			})
 			stopLive()
-			sweepContainers(cmd.Context(), exec, runID, stderr)
+			ex.sweep(cmd.Context(), runID, stderr)
 			if rec != nil {
 				fmt.Fprintln(stdout)
 				if werr := runner.WriteSummary(stdout, rec); werr != nil {

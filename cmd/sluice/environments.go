@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/sluice-ci/sluice/runner"
+	"github.com/sluice-ci/sluice/runner/docker"
+	"github.com/sluice-ci/sluice/runner/imageref"
+	"github.com/sluice-ci/sluice/spec"
+	"github.com/sluice-ci/sluice/store"
+)
+
+// executors are the executors of one run: the local Docker host's, and one
+// per environment of sluice.yaml that a node of the pipeline runs in.
+type executors struct {
+	local *docker.Executor
+	envs  map[string]runner.Environment
+	// dockers are the Docker executors of environments, for the sweep.
+	dockers []*docker.Executor
+}
+
+// runOptions are what the executors of a run are made from.
+type runOptions struct {
+	pull     docker.PullPolicy
+	logger   *slog.Logger
+	getenv   func(string) string
+	st       store.Store
+	storeURL string
+}
+
+// startExecutors makes the local executor and those of the environments the
+// pipeline's nodes run in, checking each environment's settings against the
+// store before any container starts.
+func startExecutors(ctx context.Context, o runOptions, cfg *spec.Config, p *spec.Pipeline, sc *spec.SluiceConfig) (*executors, error) {
+	local, err := startExecutor(ctx, o.pull, o.logger, o.getenv)
+	if err != nil {
+		return nil, err
+	}
+	ex := &executors{local: local, envs: map[string]runner.Environment{}}
+	plans, err := cfg.Plan(p, nil)
+	if err != nil {
+		return nil, &exitError{code: exitUsage, err: err}
+	}
+	used := map[string]*spec.Environment{}
+	for _, np := range plans {
+		if np.Step == nil {
+			continue
+		}
+		if slug, env := sc.EnvironmentOf(np.Step.Name, np.Step.Environment); env != nil {
+			used[slug] = env
+		}
+	}
+	for _, slug := range slices.Sorted(maps.Keys(used)) {
+		env := used[slug]
+		e, err := o.environmentExecutor(env)
+		if err != nil {
+			where := sc.File
+			if env.Pos.Line > 0 {
+				where = fmt.Sprintf("%s:%d:%d", sc.File, env.Pos.Line, env.Pos.Col)
+			}
+			return nil, &exitError{code: exitUsage, err: fmt.Errorf("%s: environment %q: %w", where, slug, err)}
+		}
+		ex.envs[slug] = runner.Environment{Executor: e, MaxParallel: env.MaxParallel}
+		if d, ok := e.(*docker.Executor); ok {
+			ex.dockers = append(ex.dockers, d)
+		}
+	}
+	return ex, nil
+}
+
+// environmentExecutor makes the executor of one environment of sluice.yaml.
+func (o runOptions) environmentExecutor(env *spec.Environment) (runner.Executor, error) {
+	switch env.Backend {
+	case spec.BackendDocker:
+		opts := docker.Options{Pull: o.pull, Logger: o.logger, CleanupTimeout: 30 * time.Second,
+			RegistryAuth: docker.ConfigAuth(o.getenv), Transfer: docker.Transfer(env.Docker.Transfer),
+			Network: env.Docker.Network, Registry: imageref.New(imageref.Options{Logger: o.logger})}
+		if opts.Transfer == docker.TransferStore {
+			image := env.Docker.Image
+			if image == "" {
+				image = docker.DefaultAgentImage(version())
+			}
+			opts.Agent = docker.AgentOptions{Store: o.st, StoreURL: o.storeURL, Image: image, Env: agentEnv(o.getenv)}
+		}
+		return docker.NewFromEnv(opts)
+	}
+	return nil, fmt.Errorf("backend %q is not one this sluice has", env.Backend)
+}
+
+// agentEnv is what `sluice agent` needs of this process's environment to
+// reach the store: the Cloud Storage emulator's address, if one is used.
+// Credentials never travel: the agent uses those where it runs.
+func agentEnv(getenv func(string) string) map[string]string {
+	env := map[string]string{}
+	if v := getenv("STORAGE_EMULATOR_HOST"); v != "" {
+		env["STORAGE_EMULATOR_HOST"] = v
+	}
+	return env
+}
+
+// sweep removes what the run's executors could not remove themselves.
+func (ex *executors) sweep(ctx context.Context, runID string, stderr io.Writer) {
+	sweepContainers(ctx, ex.local, runID, stderr)
+	for _, d := range ex.dockers {
+		sweepContainers(ctx, d, runID, stderr)
+	}
+}
