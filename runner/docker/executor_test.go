@@ -1,0 +1,54 @@
+package docker
+
+import (
+	"context"
+	"testing"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+
+	"github.com/sluice-ci/sluice/internal/dockertest"
+	"github.com/sluice-ci/sluice/runner"
+	"github.com/sluice-ci/sluice/runner/executortest"
+	"github.com/sluice-ci/sluice/store/file"
+)
+
+// TestExecutor runs the executor conformance suite with each transfer, on
+// the local Docker (see dockertest: it skips without Docker, and fails in
+// CI). Each executor's job directories go to a temporary directory that must
+// be empty when its test ends.
+func TestExecutor(t *testing.T) {
+	t.Parallel()
+	cli := dockertest.Client(t)
+	img := dockertest.Image(t)
+	st, err := file.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	leftovers := func(ctx context.Context, runID string) (int, error) {
+		list, err := cli.ContainerList(ctx, container.ListOptions{
+			All:     true,
+			Filters: filters.NewArgs(filters.Arg("label", LabelRun+"="+runID)),
+		})
+		return len(list), err
+	}
+	for _, tr := range transfers {
+		t.Run(string(tr), func(t *testing.T) {
+			t.Parallel()
+			executortest.Run(t, executortest.Harness{
+				New: func(t *testing.T) runner.Executor {
+					tmp := t.TempDir()
+					t.Cleanup(func() { assertEmpty(t, tmp) })
+					e, err := New(cli, Options{Transfer: tr, TempDir: tmp})
+					if err != nil {
+						t.Fatal(err)
+					}
+					return e
+				},
+				Store:     st,
+				Image:     img,
+				Leftovers: leftovers,
+			})
+		})
+	}
+}
