@@ -6,6 +6,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/volume"
 
 	"github.com/sluice-ci/sluice/internal/dockertest"
 	"github.com/sluice-ci/sluice/runner"
@@ -51,4 +52,33 @@ func TestExecutor(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestExecutorStoreTransfer runs the same suite with the store transfer:
+// every file through a bucket of fake-gcs-server (the stand-in for Cloud
+// Storage, on 127.0.0.1) and `sluice agent` in the sluice image, as a remote
+// backend runs a job. Inputs are given by blob only.
+func TestExecutorStoreTransfer(t *testing.T) {
+	v := storeTransfer(t)
+	executortest.Run(t, executortest.Harness{
+		New: func(t *testing.T) runner.Executor {
+			e, err := New(v.exec.cli, v.exec.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return e
+		},
+		Store: v.plain,
+		Image: v.image,
+		Leftovers: func(ctx context.Context, runID string) (int, error) {
+			f := filters.NewArgs(filters.Arg("label", LabelRun+"="+runID))
+			cs, err := v.exec.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+			if err != nil {
+				return 0, err
+			}
+			vs, err := v.exec.cli.VolumeList(ctx, volume.ListOptions{Filters: f})
+			return len(cs) + len(vs.Volumes), err
+		},
+		StoreNative: true,
+	})
 }
