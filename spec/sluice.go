@@ -26,6 +26,10 @@ type SluiceConfig struct {
 	// DefaultEnvironment is the slug of the steps that name no environment;
 	// empty means the local Docker host.
 	DefaultEnvironment string
+	// MaxCost caps a run's estimated cloud cost in USD (elapsed VM time x
+	// each environment's hourly-price): crossing it cancels the run. Nil
+	// means no cap.
+	MaxCost *float64
 }
 
 // ReportConfig is sluice.yaml's `report:` section:
@@ -355,6 +359,8 @@ type Environment struct {
 	MaxParallel int
 	// Docker holds the settings of the docker backend.
 	Docker DockerEnvironment
+	// Batch holds the settings of the batch backend.
+	Batch BatchEnvironment
 	// File and Pos locate the entry's key in sluice.yaml, for messages.
 	File string
 	Pos  Pos
