@@ -151,3 +151,37 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 }
 
 func sortedCopy(s []string) []string { return slices.Sorted(slices.Values(s)) }
+
+// An executor's reported spend crossing MaxCost stops the run, which fails
+// saying so.
+func TestMaxCostStopsTheRun(t *testing.T) {
+	f := &fakeExec{behave: func(ctx context.Context, job Job) (Result, error) {
+		for range 100 {
+			job.Spend(0.5)
+			select {
+			case <-ctx.Done():
+				return Result{ExitCode: -1, Reason: ReasonCancelled}, ctx.Err()
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		return succeed(ctx, job, 0, "", nil)
+	}}
+	cfg, diags := spec.Parse("valohai.yaml", []byte(nodes("a", "b")+"    edges: []\n"))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	st, err := file.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := Run(context.Background(), Options{Config: cfg, Pipeline: cfg.Pipelines[0], Executor: f, Store: st,
+		Concurrency: 2, TempDir: t.TempDir(), MaxCost: 3})
+	if err == nil || rec.Status != store.StatusFailed || !strings.Contains(rec.Reason, "crossed max-cost $3.00") {
+		t.Fatalf("status %s, reason %q, err %v; want failed for max-cost", rec.Status, rec.Reason, err)
+	}
+	for _, n := range rec.Nodes {
+		if n.Status == store.StatusSucceeded {
+			t.Errorf("node %s succeeded: the run was not stopped", n.Name)
+		}
+	}
+}

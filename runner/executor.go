@@ -117,6 +117,14 @@ type Job struct {
 	// (files in the way are replaced). Empty means outputs are not copied out.
 	OutputDir string
 
+	// Progress, when set, is told what the executor is doing, one line at a
+	// time, for the node's log (a VM was scheduled, a try was preempted).
+	// It may be called from any goroutine, never after Run returned.
+	Progress func(line string)
+	// Spend, when set, is told of the estimated cost in USD the job has
+	// added since the last call, as it accrues (for the run's max-cost).
+	Spend func(usd float64)
+
 	// Stdout and Stderr receive the command's output live, in order, as it
 	// comes: Write is called from one goroutine at a time, never after Run
 	// returned; chunks are not aligned to lines (see LineWriter). A sink that
@@ -191,6 +199,8 @@ type Result struct {
 	// Warnings are things the user should know that did not fail the run,
 	// e.g. an output refused because it pointed outside /valohai/outputs.
 	Warnings []string
+	// Placement says where a remote executor ran the job; nil for local ones.
+	Placement *store.Placement
 }
 
 // OutputFile is one file a step left in /valohai/outputs.

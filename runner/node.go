@@ -191,6 +191,8 @@ func (r *pipelineRun) execute(ctx context.Context, n *spec.Node, np *spec.NodePl
 		RepositoryBlob: func(ctx context.Context) (store.File, error) {
 			return r.snapshot.get(ctx, r.opts.Store, r.repo)
 		},
+		Progress: func(line string) { r.printf(label, "%s", line) },
+		Spend:    func(usd float64) { r.spend(label, usd) },
 	}
 	if variant != "" {
 		job.ExecutionID = fmt.Sprintf("%s-%s-%s", r.rec.ID, n.Name, randomHex(3))
@@ -301,6 +303,7 @@ func (r *pipelineRun) execute(ctx context.Context, n *spec.Node, np *spec.NodePl
 		}
 	}
 	nr.ImageDigest = res.ImageDigest
+	nr.Placement = res.Placement
 	nr.Warnings = append(append(nr.Warnings, res.Warnings...), propWarnings...)
 	switch {
 	case ctx.Err() != nil:

@@ -75,6 +75,10 @@ type Options struct {
 	// live status display). It is called from the node's goroutine, never
 	// with a lock held.
 	OnNodeStatus func(node string, status store.Status)
+	// MaxCost caps the run's estimated cloud cost in USD, as executors report
+	// it (Job.Spend): once crossed, the run is stopped and fails, saying so.
+	// Zero means no cap.
+	MaxCost float64
 	// OnNodeDone, when set, is handed the final record of each node that ran
 	// (or was reused), its log in the store, as soon as it ends. It is
 	// called from the scheduler: it must return quickly.
@@ -142,6 +146,34 @@ type pipelineRun struct {
 	codeHashes map[string]string
 	// snapshot is the repository snapshot as a blob, for store-native executors.
 	snapshot snapshotBlob
+	// spent is the run's estimated cloud cost so far; costReason says why
+	// the run was stopped for it, and stopForCost stops it.
+	costMu      sync.Mutex
+	spent       float64
+	costReason  string
+	stopForCost func()
+}
+
+// spend adds to the run's estimated cost and stops the run once it crosses
+// Options.MaxCost.
+func (r *pipelineRun) spend(node string, usd float64) {
+	if usd <= 0 {
+		return
+	}
+	r.costMu.Lock()
+	r.spent += usd
+	crossed := r.opts.MaxCost > 0 && r.spent > r.opts.MaxCost && r.costReason == ""
+	if crossed {
+		r.costReason = fmt.Sprintf("the estimated cost of the run, $%.2f, crossed max-cost $%.2f (while node %q ran): the run was stopped", r.spent, r.opts.MaxCost, node)
+	}
+	stop := r.stopForCost
+	r.costMu.Unlock()
+	if crossed {
+		r.printf(node, "%s", r.costReason)
+		if stop != nil {
+			stop()
+		}
+	}
 }
 
 // nodeValues is what a finished node passes along edges.
@@ -293,6 +325,9 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 
 	runCtx, cancelAll := context.WithCancel(ctx)
 	defer cancelAll()
+	r.costMu.Lock()
+	r.stopForCost = cancelAll
+	r.costMu.Unlock()
 	type result struct {
 		node string
 		nr   *store.NodeRun
@@ -390,6 +425,11 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 			})
 		}
 	}
+	r.costMu.Lock()
+	if r.costReason != "" {
+		failReason = r.costReason
+	}
+	r.costMu.Unlock()
 	r.mu.Lock()
 	r.rec.Finished = r.now().UTC()
 	switch {

@@ -96,6 +96,48 @@ type NodeRun struct {
 	// Executions holds a task node's executions, one per variant; the node's
 	// outputs are all of theirs.
 	Executions []*NodeRun `json:"executions,omitempty"`
+	// Placement says where a node that ran elsewhere than the local Docker
+	// host ran: the backend, the machine, its tries, its estimated cost.
+	Placement *Placement `json:"placement,omitempty"`
+}
+
+// Placement is where a node ran on a remote backend, and how it got there.
+type Placement struct {
+	// Backend is the environment's backend (batch, kubernetes); Environment
+	// its slug in sluice.yaml.
+	Backend     string `json:"backend"`
+	Environment string `json:"environment"`
+	// Machine is the machine type of the last try; Accelerator and
+	// AcceleratorCount its GPUs; Provisioning spot or standard; Location
+	// the region or zone (Batch) or the cluster and node (Kubernetes).
+	Machine          string `json:"machine,omitempty"`
+	Accelerator      string `json:"accelerator,omitempty"`
+	AcceleratorCount int    `json:"accelerator_count,omitempty"`
+	Provisioning     string `json:"provisioning,omitempty"`
+	Location         string `json:"location,omitempty"`
+	// Tries lists every remote job the node took, in order.
+	Tries []Try `json:"tries,omitempty"`
+	// Cost is the estimated cost in USD of all tries (VM time from when it
+	// was scheduled, times the environment's hourly price); CostKnown is
+	// false when the environment has no price.
+	Cost      float64 `json:"cost,omitempty"`
+	CostKnown bool    `json:"cost_known,omitempty"`
+}
+
+// Try is one remote job of a node.
+type Try struct {
+	// Job names the remote job (a Batch job's name, a Kubernetes Job's).
+	Job          string `json:"job"`
+	Machine      string `json:"machine,omitempty"`
+	Provisioning string `json:"provisioning,omitempty"`
+	// Outcome says how the try ended: completed, failed, preempted,
+	// no-capacity, lost (the VM or node went away), cancelled, error.
+	Outcome string `json:"outcome"`
+	// Why is the backend's word on it, when it said more.
+	Why      string    `json:"why,omitempty"`
+	Started  time.Time `json:"started,omitzero"`
+	Finished time.Time `json:"finished,omitzero"`
+	Cost     float64   `json:"cost,omitempty"`
 }
 
 // Duration is how long the node ran, or zero.
