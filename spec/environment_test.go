@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -68,7 +69,7 @@ steps:
 	want := Environment{Name: "gpu-v100", Backend: BackendDocker, MaxParallel: 1,
 		Docker: DockerEnvironment{Transfer: TransferStore, Network: "host", Image: "ghcr.io/sluice-ci/sluice:v1"},
 		File:   sc.File, Pos: Pos{Line: 5, Col: 3}}
-	if got := *sc.Environments["gpu-v100"]; got != want {
+	if got := *sc.Environments["gpu-v100"]; !reflect.DeepEqual(got, want) {
 		t.Errorf("gpu-v100:\n got %+v\nwant %+v", got, want)
 	}
 	if got := *sc.Environments["local"]; got.Backend != BackendDocker || got.MaxParallel != 0 || got.Docker != (DockerEnvironment{}) || got.Pos != (Pos{Line: 3, Col: 3}) {

@@ -75,8 +75,24 @@ func newAgentCmd(stdout, stderr io.Writer) *cobra.Command {
 			return nil
 		},
 	}
+	finish := &cobra.Command{
+		Use:   "finish --store URL --job KEY",
+		Short: "Make sure the attempt has an exit record, whatever happened to the step's container",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			st, spec, err := open(c)
+			if err != nil {
+				return err
+			}
+			if err := agent.Finish(c.Context(), st, spec); err != nil {
+				return &exitError{code: exitFailed, err: fmt.Errorf("agent finish: %w", err)}
+			}
+			return nil
+		},
+	}
 	flags(fetch)
 	flags(exec)
-	cmd.AddCommand(fetch, exec)
+	flags(finish)
+	cmd.AddCommand(fetch, exec, finish)
 	return cmd
 }

@@ -95,6 +95,15 @@ func Fetch(ctx context.Context, st store.Store, spec *Spec, opts Options) (err e
 			return fmt.Errorf("unpack the repository: %w", err)
 		}
 	}
+	if spec.Checkpoints != "" {
+		n, err := restoreCheckpoints(ctx, st, spec.Checkpoints, filepath.Join(root, "outputs"))
+		if err != nil {
+			return err
+		}
+		if n > 0 && opts.Stderr != nil {
+			fmt.Fprintf(opts.Stderr, "sluice agent: restored %d checkpoint files of an earlier try\n", n)
+		}
+	}
 	return placeBinary(opts, filepath.Join(root, strings.TrimPrefix(contract.AgentDir, contract.Root+"/")))
 }
 
@@ -210,6 +219,11 @@ func Exec(ctx context.Context, st store.Store, spec *Spec, opts Options) (*Exit,
 		shell = "/bin/sh"
 	}
 	ship := newShipper(st, spec.Prefix)
+	var ckpt *checkpointer
+	if spec.Checkpoints != "" {
+		ckpt = newCheckpointer(st, spec.Checkpoints, filepath.Join(root, "outputs"))
+		ship.before = ckpt.sync
+	}
 	shipCtx, stopShip := context.WithCancel(context.WithoutCancel(ctx))
 	var shipWG sync.WaitGroup
 	shipWG.Go(func() { ship.run(shipCtx) })
@@ -309,6 +323,10 @@ wait:
 		exit.Reason = runner.ReasonFailed
 	}
 
+	ckpt.sync(ctx)
+	if ckpt != nil && ckpt.err != nil {
+		exit.Warnings = append(exit.Warnings, ckpt.err.Error())
+	}
 	outs, outWarnings, outErr := uploadOutputs(ctx, st, filepath.Join(root, "outputs"))
 	exit.Outputs = outs
 	exit.Warnings = append(exit.Warnings, outWarnings...)

@@ -34,6 +34,9 @@ type shipper struct {
 	n    int   // chunks written
 	err  error // the first failed put
 	wake chan struct{}
+	// before, when set, runs before each chunk is put (the checkpoints'
+	// sync, so they are in the store before the lines that follow them).
+	before func(ctx context.Context)
 }
 
 func newShipper(st store.Store, prefix string) *shipper {
@@ -75,6 +78,9 @@ func (s *shipper) run(ctx context.Context) {
 // flush puts what is waiting as the next chunk. A failed put keeps the
 // lines for the next try.
 func (s *shipper) flush(ctx context.Context) {
+	if s.before != nil {
+		s.before(ctx)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.buf.Len() == 0 {

@@ -65,7 +65,11 @@ type Spec struct {
 
 	Inputs     []Input `json:"inputs"`
 	Repository *Blob   `json:"repository,omitempty"`
-	Created    string  `json:"created"`
+	// Checkpoints, when set, is the prefix below which the files of
+	// /valohai/outputs/checkpoints/ are kept as they change, for a retry of
+	// the same execution to start from (CheckpointsKey).
+	Checkpoints string `json:"checkpoints,omitempty"`
+	Created     string `json:"created"`
 }
 
 // Input is one named input and its files.
