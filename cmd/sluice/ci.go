@@ -160,7 +160,10 @@ func runCI(ctx context.Context, fl ciFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ex, err := startExecutors(ctx, runOptions{pull: pullPolicy, logger: logger, getenv: getenv, st: st, storeURL: fl.storeURL}, cfg, p, sc)
+	clouds := &cloudClients{getenv: getenv}
+	defer clouds.Close()
+	ex, err := startExecutors(ctx, runOptions{pull: pullPolicy, logger: logger, getenv: getenv, st: st, storeURL: fl.storeURL,
+		repo: repositoryName(getenv, repo), clouds: clouds}, cfg, p, sc)
 	if err != nil {
 		return err
 	}
@@ -208,7 +211,7 @@ func runCI(ctx context.Context, fl ciFlags, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "sluice: run %s of pipeline %q (%d nodes, concurrency %d)\n", runID, p.Name, len(p.Nodes), fl.concurrency)
 	folds := newFolder(ctx, log, st, stderr)
 	rec, runErr := runner.Run(ctx, runner.Options{
-		Config: cfg, Pipeline: p, Executor: ex.local, Environments: ex.envs, Store: st, RepoDir: repo,
+		Config: cfg, Pipeline: p, Executor: ex.local, Environments: ex.envs, Store: st, RepoDir: repo, MaxCost: maxCost(sc),
 		Concurrency: fl.concurrency, RunID: runID, Log: io.Discard, Logger: logger,
 		Sluice: sc, Commit: commit, Branch: branch, PR: c.Number,
 		Approved: approved, ApprovalHint: approvalHint(sc),

@@ -6,10 +6,13 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/sluice-ci/sluice/runner"
+	"github.com/sluice-ci/sluice/runner/batch"
 	"github.com/sluice-ci/sluice/runner/docker"
 	"github.com/sluice-ci/sluice/runner/imageref"
 	"github.com/sluice-ci/sluice/spec"
@@ -32,6 +35,9 @@ type runOptions struct {
 	getenv   func(string) string
 	st       store.Store
 	storeURL string
+	// repo names the repository, for the labels of cloud jobs.
+	repo   string
+	clouds *cloudClients
 }
 
 // startExecutors makes the local executor and those of the environments the
@@ -58,7 +64,7 @@ func startExecutors(ctx context.Context, o runOptions, cfg *spec.Config, p *spec
 	}
 	for _, slug := range slices.Sorted(maps.Keys(used)) {
 		env := used[slug]
-		e, err := o.environmentExecutor(env)
+		e, err := o.environmentExecutor(ctx, env)
 		if err != nil {
 			where := sc.File
 			if env.Pos.Line > 0 {
@@ -75,8 +81,28 @@ func startExecutors(ctx context.Context, o runOptions, cfg *spec.Config, p *spec
 }
 
 // environmentExecutor makes the executor of one environment of sluice.yaml.
-func (o runOptions) environmentExecutor(env *spec.Environment) (runner.Executor, error) {
+func (o runOptions) environmentExecutor(ctx context.Context, env *spec.Environment) (runner.Executor, error) {
 	switch env.Backend {
+	case spec.BackendBatch:
+		if !strings.HasPrefix(o.storeURL, "gs://") {
+			where := o.storeURL
+			if where == "" {
+				where = "the default .sluice directory"
+			}
+			return nil, fmt.Errorf("a batch environment needs a store its VMs can reach, a gs:// bucket; %s is on this host (give --store gs://BUCKET/PREFIX)", where)
+		}
+		client, err := o.clouds.Batch(ctx)
+		if err != nil {
+			return nil, err
+		}
+		image := env.Batch.Image
+		if image == "" {
+			image = docker.DefaultAgentImage(version())
+		}
+		return batch.New(batch.Options{Client: client, Environment: env, Store: o.st, StoreURL: o.storeURL,
+			AgentImage: image, AgentEnv: agentEnv(o.getenv), Repository: o.repo,
+			ImageResolver: imageref.New(imageref.Options{Logger: o.logger}), Logger: o.logger,
+			Poll: durationEnv(o.getenv, "SLUICE_BATCH_POLL")})
 	case spec.BackendDocker:
 		opts := docker.Options{Pull: o.pull, Logger: o.logger, CleanupTimeout: 30 * time.Second,
 			RegistryAuth: docker.ConfigAuth(o.getenv), Transfer: docker.Transfer(env.Docker.Transfer),
@@ -110,4 +136,33 @@ func (ex *executors) sweep(ctx context.Context, runID string, stderr io.Writer) 
 	for _, d := range ex.dockers {
 		sweepContainers(ctx, d, runID, stderr)
 	}
+}
+
+// durationEnv reads a Go duration from the environment; zero when unset or
+// bad (the executor's default then).
+func durationEnv(getenv func(string) string, name string) time.Duration {
+	d, err := time.ParseDuration(getenv(name))
+	if err != nil {
+		return 0
+	}
+	return d
+}
+
+// repositoryName names the repository for the labels of cloud jobs: the CI's
+// name for it (owner/name), else the directory's name.
+func repositoryName(getenv func(string) string, dir string) string {
+	for _, k := range []string{"GITHUB_REPOSITORY", "CI_PROJECT_PATH"} {
+		if v := getenv(k); v != "" {
+			return v
+		}
+	}
+	return filepath.Base(dir)
+}
+
+// maxCost is sluice.yaml's max-cost, 0 when unset.
+func maxCost(sc *spec.SluiceConfig) float64 {
+	if sc == nil || sc.MaxCost == nil {
+		return 0
+	}
+	return *sc.MaxCost
 }

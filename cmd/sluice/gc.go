@@ -1,20 +1,27 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluice-ci/sluice/runner/batch"
+	"github.com/sluice-ci/sluice/spec"
 	"github.com/sluice-ci/sluice/store"
 )
 
 func newGCCmd(stdout io.Writer) *cobra.Command {
-	var storeURL string
+	var storeURL, config string
 	var keepDays int
-	var dryRun bool
+	var dryRun, cloud bool
 	cmd := &cobra.Command{
 		Use:   "gc --keep-days N [--dry-run] [--store URL]",
 		Short: "Remove runs older than N days and the blobs nothing refers to any more",
@@ -24,11 +31,22 @@ func newGCCmd(stdout io.Writer) *cobra.Command {
 			"refers to, nor one written in the last hour (a run in progress may not have recorded it yet).\n" +
 			"It keeps old runs that are still running (unless their record has not changed for 7 days),\n" +
 			"runs that a ref names (a branch's baseline), and records it cannot read, with everything they\n" +
-			"mention. --dry-run prints what would be removed and deletes nothing.",
+			"mention. --dry-run prints what would be removed and deletes nothing.\n\n" +
+			"With --cloud it deletes the cloud jobs (Cloud Batch) that sluice started and that are past their\n" +
+			"TTL (the sluice-created and sluice-ttl labels every job carries), in every batch environment of\n" +
+			"sluice.yaml: what a CI job killed outright left. --cloud alone sweeps only the cloud.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cloud {
+				if err := gcCloud(cmd.Context(), stdout, config, dryRun); err != nil {
+					return err
+				}
+				if !cmd.Flags().Changed("keep-days") {
+					return nil
+				}
+			}
 			if !cmd.Flags().Changed("keep-days") {
-				return usageErrorf("gc: --keep-days is required: how many days of runs to keep (0 removes every finished run)")
+				return usageErrorf("gc: --keep-days is required: how many days of runs to keep (0 removes every finished run), or --cloud")
 			}
 			if keepDays < 0 {
 				return usageErrorf("gc: --keep-days %d: want 0 or more days", keepDays)
@@ -51,7 +69,62 @@ func newGCCmd(stdout io.Writer) *cobra.Command {
 	cmd.Flags().IntVar(&keepDays, "keep-days", 0, "keep the runs of the last N days (required; 0 keeps none but unfinished ones)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would be removed; delete nothing")
 	cmd.Flags().StringVar(&storeURL, "store", "", "the store (default .sluice in the repository)")
+	cmd.Flags().BoolVar(&cloud, "cloud", false, "delete the cloud jobs sluice started that are past their TTL")
+	cmd.Flags().StringVar(&config, "config", "sluice.yaml", "with --cloud: the sluice.yaml whose environments to sweep")
 	return cmd
+}
+
+// gcCloud sweeps the Batch jobs past their TTL in every batch environment
+// of sluice.yaml, one location at a time.
+func gcCloud(ctx context.Context, stdout io.Writer, config string, dryRun bool) error {
+	sc, diags := spec.LoadSluiceConfig(config, nil)
+	if diags.HasErrors() {
+		return usageErrorf("%s", strings.TrimSpace(diags.Error()))
+	}
+	if sc == nil {
+		return usageErrorf("gc --cloud: %s: no such file; give the sluice.yaml whose environments to sweep with --config", config)
+	}
+	parents := map[string]bool{}
+	for _, slug := range slices.Sorted(maps.Keys(sc.Environments)) {
+		if env := sc.Environments[slug]; env.Backend == spec.BackendBatch {
+			parents[fmt.Sprintf("projects/%s/locations/%s", env.Batch.Project, env.Batch.Region)] = true
+		}
+	}
+	if len(parents) == 0 {
+		fmt.Fprintf(stdout, "gc --cloud: %s has no batch environment: nothing to sweep\n", config)
+		return nil
+	}
+	clouds := &cloudClients{getenv: os.Getenv}
+	defer clouds.Close()
+	client, err := clouds.Batch(ctx)
+	if err != nil {
+		return &exitError{code: exitFailed, err: err}
+	}
+	verb := "deleted"
+	if dryRun {
+		verb = "would delete"
+	}
+	var errs []error
+	now := timeNow()
+	for _, parent := range slices.Sorted(maps.Keys(parents)) {
+		swept, err := batch.Sweep(ctx, client, parent, now, dryRun)
+		for _, s := range swept {
+			if s.Err != nil {
+				errs = append(errs, fmt.Errorf("delete %s: %w", s.Name, s.Err))
+				continue
+			}
+			fmt.Fprintf(stdout, "%s %s (run %s, node %s, %s, created %s, expired %s ago)\n", verb, s.Name, s.Run, s.Node,
+				strings.ToLower(s.State), s.Created.Format(time.RFC3339), now.Sub(s.Expired).Round(time.Second))
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+		fmt.Fprintf(stdout, "gc --cloud: %s: %s %s past their TTL\n", parent, verb, plural(len(swept), "job"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return &exitError{code: exitFailed, err: err}
+	}
+	return nil
 }
 
 func printGCReport(w io.Writer, rep store.GCReport, keepDays int) {

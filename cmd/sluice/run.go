@@ -142,8 +142,10 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			clouds := &cloudClients{getenv: os.Getenv}
+			defer clouds.Close()
 			ex, err := startExecutors(cmd.Context(), runOptions{pull: pullPolicy, logger: logger, getenv: os.Getenv,
-				st: st, storeURL: storeURL}, cfg, p, sc)
+				st: st, storeURL: storeURL, repo: repositoryName(os.Getenv, repo), clouds: clouds}, cfg, p, sc)
 			if err != nil {
 				return err
 			}
@@ -159,7 +161,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			rec, err := runner.Run(cmd.Context(), runner.Options{
 				Config: cfg, Pipeline: p, Params: values, Executor: ex.local, Environments: ex.envs, Store: st, RepoDir: repo,
 				Concurrency: concurrency, RunID: runID, Log: log, Logger: logger, OnNodeStatus: onStatus,
-				NoCache: noCacheAll, NoCacheNodes: noCacheNodes, Sluice: sc, ApprovalHint: approvalHint(sc),
+				NoCache: noCacheAll, NoCacheNodes: noCacheNodes, Sluice: sc, ApprovalHint: approvalHint(sc), MaxCost: maxCost(sc),
 				Commit: gitOutput(repo, "rev-parse", "HEAD"), Branch: gitOutput(repo, "rev-parse", "--abbrev-ref", "HEAD"),
 			})
 			stopLive()

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	batchapi "cloud.google.com/go/batch/apiv1"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// BatchEmulatorEnv names a Cloud Batch stand-in (host:port, plain gRPC, no
+// credentials) that sluice talks to instead of batch.googleapis.com, as
+// STORAGE_EMULATOR_HOST does for Cloud Storage.
+const BatchEmulatorEnv = "SLUICE_BATCH_EMULATOR_HOST"
+
+// cloudClients makes the cloud API clients of one sluice command once, when
+// an environment first needs them.
+type cloudClients struct {
+	getenv func(string) string
+
+	batchOnce sync.Once
+	batch     *batchapi.Client
+	batchErr  error
+}
+
+// Batch returns the Cloud Batch client: Application Default Credentials
+// (a service-account key in GOOGLE_APPLICATION_CREDENTIALS, the metadata
+// server, Workload Identity Federation), or the emulator BatchEmulatorEnv
+// names.
+func (c *cloudClients) Batch(ctx context.Context) (*batchapi.Client, error) {
+	c.batchOnce.Do(func() {
+		var opts []option.ClientOption
+		if host := c.getenv(BatchEmulatorEnv); host != "" {
+			opts = append(opts, option.WithEndpoint(host), option.WithoutAuthentication(),
+				option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
+		}
+		c.batch, c.batchErr = batchapi.NewClient(ctx, opts...)
+		if c.batchErr != nil {
+			msg := c.batchErr.Error()
+			if strings.Contains(msg, "credentials") {
+				c.batchErr = fmt.Errorf("cloud batch: no Google Cloud credentials: %v; give Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS, gcloud auth application-default login, or google-github-actions/auth in GitHub Actions)", c.batchErr)
+			} else {
+				c.batchErr = fmt.Errorf("cloud batch client: %w", c.batchErr)
+			}
+		}
+	})
+	return c.batch, c.batchErr
+}
+
+// Close closes the clients that were made.
+func (c *cloudClients) Close() {
+	if c.batch != nil {
+		_ = c.batch.Close()
+	}
+}
