@@ -155,6 +155,8 @@ func render(r Report, c cut, shortened bool) string {
 		writeParameters(&b, run, r.Baseline)
 	}
 
+	writePlacements(&b, r)
+
 	if !c.noDiagram {
 		b.WriteString("### Pipeline\n\n```mermaid\n")
 		b.WriteString(diagram(r))

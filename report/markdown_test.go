@@ -125,6 +125,16 @@ func goldenCases(t *testing.T) map[string]Report {
 	}
 	out["reused"] = mk(reused, base, "the latest successful run on main at the merge base")
 
+	// train ran on a Cloud Batch GPU VM: preempted once, then finished on
+	// a second spot VM; evaluate ran on a cluster with no price set.
+	remote := pipelineRun("20260301-120000-jjjj", "aaaaaaa", "feature/gpu", store.StatusSucceeded, 0.95, 0.30)
+	remote.Nodes[1].Placement = &store.Placement{Backend: "batch", Environment: "gpu-l4", Location: "us-central1",
+		Machine: "g2-standard-8", Accelerator: "nvidia-l4", AcceleratorCount: 1, Provisioning: "spot",
+		Tries: []store.Try{{Outcome: "preempted", Cost: 0.02}, {Outcome: "completed", Cost: 0.0712}}, Cost: 0.0912, CostKnown: true}
+	remote.Nodes[2].Placement = &store.Placement{Backend: "kubernetes", Environment: "cluster", Location: "gke-ml/pool-a-1",
+		Accelerator: "nvidia.com/gpu", AcceleratorCount: 1, Tries: []store.Try{{Outcome: "completed"}}}
+	out["remote"] = mk(remote, base, "the latest successful run on main at the merge base")
+
 	// Thousands of metrics and a failed node with enormous log lines; no
 	// pipeline (the diagram comes from the record).
 	huge := pipelineRun("20260301-120000-hhhh", "8888888", "feature/huge", store.StatusFailed, 0.5, 0.9)
@@ -191,7 +201,8 @@ func checkRenders(t *testing.T, md []byte, r Report) {
 			tables++
 		case *extast.TableRow:
 			rows++
-			if c := x.ChildCount(); c != 6 && !(tables == 2 && c == 4) {
+			// Metrics have 6 columns, changed parameters 4, where nodes ran 7.
+			if c := x.ChildCount(); c != 6 && c != 4 && c != 7 {
 				t.Errorf("a row with %d cells in table %d", c, tables)
 			}
 		case *ast.FencedCodeBlock:
@@ -231,6 +242,9 @@ func checkRenders(t *testing.T, md []byte, r Report) {
 	wantTables := 1
 	if r.Baseline != nil && bytes.Contains(md, []byte("### Changed parameters")) {
 		wantTables = 2
+	}
+	if bytes.Contains(md, []byte("### Where nodes ran")) {
+		wantTables++
 	}
 	if tables != wantTables {
 		t.Errorf("%d tables, want %d", tables, wantTables)
@@ -322,5 +336,34 @@ func TestMarkdownShortening(t *testing.T) {
 func TestMarker(t *testing.T) {
 	if got := Marker("train --> x"); got != "<!-- sluice:report pipeline=train%20--%3E%20x -->" {
 		t.Errorf("marker %s", got)
+	}
+}
+
+func TestPlacements(t *testing.T) {
+	run := pipelineRun("20260301-120000-kkkk", "bbbbbbb", "feature/sweep", store.StatusSucceeded, 0.95, 0.30)
+	price := func(pl *store.Placement, usd float64) *store.Placement { pl.Cost, pl.CostKnown = usd, true; return pl }
+	run.Nodes[1].Executions = []*store.NodeRun{
+		timed(&store.NodeRun{Name: "train", Variant: "lr=0.1", Placement: price(&store.Placement{Backend: "batch", Environment: "gpu",
+			Machine: "a2-highgpu-1g", Accelerator: "nvidia-tesla-a100", AcceleratorCount: 1, Provisioning: "standard",
+			Tries: []store.Try{{Outcome: "no-capacity"}, {Outcome: "preempted"}, {Outcome: "completed"}}}, 0.004)}, 0, 90*time.Second),
+		{Name: "train", Variant: "lr=0.2", Placement: &store.Placement{Backend: "batch", Environment: "gpu-free", Machine: "g2-standard-4"}},
+	}
+	var b strings.Builder
+	writePlacements(&b, Report{Run: run})
+	got := b.String()
+	for _, want := range []string{
+		"| `train lr=0.1` | `gpu` (batch) | a2-highgpu-1g, 1 × nvidia-tesla-a100 | standard | 3: no-capacity, preempted, then completed | 1m30s | $0.0040 |\n",
+		"| `train lr=0.2` | `gpu-free` (batch) | g2-standard-4 | — | — | — | — |\n",
+		"| **Total** | | | | | | **$0.0040** |\n",
+		"The Batch environment of 1 node has no `hourly-price` in sluice.yaml",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in:\n%s", want, got)
+		}
+	}
+	b.Reset()
+	writePlacements(&b, Report{Run: pipelineRun("x", "c", "b", store.StatusSucceeded, 0.9, 0.3)})
+	if b.Len() != 0 {
+		t.Errorf("a run with only local nodes has a placements section:\n%s", b.String())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sluice-ci/sluice/spec"
 	"github.com/sluice-ci/sluice/store"
 )
 
@@ -254,4 +255,122 @@ func hasExtras(r Report) bool {
 	}
 	writeArtifacts(&b, r)
 	return b.Len() > 0
+}
+
+// placed is a node execution that ran on a remote backend.
+type placed struct {
+	name string
+	n    *store.NodeRun
+}
+
+// placedNodes lists the node executions of run that ran elsewhere than the
+// local Docker host, in the run's order (a task's variants by their own
+// names).
+func placedNodes(run *store.Run) []placed {
+	var out []placed
+	for _, n := range run.Nodes {
+		if n.Placement != nil {
+			out = append(out, placed{n.Name, n})
+		}
+		for _, x := range n.Executions {
+			if x.Placement != nil {
+				name := x.Name
+				if name == "" || name == n.Name {
+					name = n.Name + " " + x.Variant
+				}
+				out = append(out, placed{strings.TrimSpace(name), x})
+			}
+		}
+	}
+	return out
+}
+
+// writePlacements writes where the nodes that left the CI host ran: the
+// environment and machine, how it was bought, its tries and why, its wall
+// time and estimated cost, and the run's total.
+func writePlacements(b *strings.Builder, r Report) {
+	if r.Run == nil {
+		return
+	}
+	nodes := placedNodes(r.Run)
+	if len(nodes) == 0 {
+		return
+	}
+	b.WriteString("### Where nodes ran\n\n")
+	b.WriteString("| Node | Environment | Machine | Provisioning | Tries | Wall time | Est. cost |\n")
+	b.WriteString("|---|---|---|---|---|---:|---:|\n")
+	var total float64
+	priced, unpriced := 0, 0
+	for _, p := range nodes {
+		pl := p.n.Placement
+		where := code(pl.Environment) + " (" + escapeText(pl.Backend)
+		if pl.Location != "" {
+			where += ", " + escapeText(pl.Location)
+		}
+		where += ")"
+		var machine []string
+		if pl.Machine != "" {
+			machine = append(machine, escapeText(pl.Machine))
+		}
+		if pl.Accelerator != "" {
+			machine = append(machine, fmt.Sprintf("%d × %s", max(pl.AcceleratorCount, 1), escapeText(pl.Accelerator)))
+		}
+		if len(machine) == 0 {
+			machine = []string{"—"}
+		}
+		prov := escapeText(pl.Provisioning)
+		if prov == "" {
+			prov = "—"
+		}
+		wall := "—"
+		if d := p.n.Duration(); d > 0 {
+			wall = fmtDuration(d)
+		}
+		cost := "—"
+		if pl.CostKnown {
+			cost = fmtUSD(pl.Cost)
+			total += pl.Cost
+			priced++
+		} else if pl.Backend == spec.BackendBatch {
+			unpriced++
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s |\n", code(p.name), where, strings.Join(machine, ", "), prov, triesCell(pl.Tries), wall, cost)
+	}
+	if len(nodes) > 1 {
+		tot := "**" + fmtUSD(total) + "**"
+		if priced == 0 {
+			tot = "—"
+		}
+		fmt.Fprintf(b, "| **Total** | | | | | | %s |\n", tot)
+	}
+	b.WriteString("\n")
+	if unpriced > 0 {
+		fmt.Fprintf(b, "The Batch environment of %s has no `hourly-price` in sluice.yaml: not counted in the cost.\n\n",
+			plural(unpriced, "node", "nodes"))
+	}
+}
+
+// triesCell says how many tries a node took and how those before the last
+// ended ("3: preempted, no-capacity, then completed").
+func triesCell(tries []store.Try) string {
+	switch len(tries) {
+	case 0:
+		return "—"
+	case 1:
+		return "1"
+	}
+	var why []string
+	for _, t := range tries[:len(tries)-1] {
+		why = append(why, escapeText(t.Outcome))
+	}
+	return fmt.Sprintf("%d: %s, then %s", len(tries), strings.Join(why, ", "), escapeText(tries[len(tries)-1].Outcome))
+}
+
+// fmtUSD writes an estimated cost in US dollars: cents, or more digits
+// below a cent so that a short run does not read as free.
+func fmtUSD(usd float64) string {
+	if usd > 0 && usd < 0.01 {
+		return fmt.Sprintf("$%.4f", usd)
+	}
+	return fmt.Sprintf("$%.2f", usd)
 }

@@ -41,6 +41,7 @@ func WriteSummary(w io.Writer, rec *store.Run) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	writePlacements(w, rec)
 	verdict := fmt.Sprintf("run %s %s", rec.ID, rec.Status)
 	if rec.Reason != "" {
 		verdict += ": " + rec.Reason
@@ -86,4 +87,57 @@ func metricsText(md map[string]any, max int) string {
 		parts = append(parts, fmt.Sprintf("%s=%v", k, md[k]))
 	}
 	return strings.Join(parts, " ")
+}
+
+// writePlacements prints a line per node that ran on a remote backend:
+// where, on what, its tries and estimated cost; then the run's total.
+func writePlacements(w io.Writer, rec *store.Run) {
+	var total float64
+	var priced int
+	line := func(name string, n *store.NodeRun) {
+		pl := n.Placement
+		if pl == nil {
+			return
+		}
+		where := pl.Backend
+		if pl.Location != "" {
+			where += ", " + pl.Location
+		}
+		var what []string
+		if pl.Machine != "" {
+			what = append(what, pl.Machine)
+		}
+		if pl.Accelerator != "" {
+			what = append(what, fmt.Sprintf("%d x %s", max(pl.AcceleratorCount, 1), pl.Accelerator))
+		}
+		if pl.Provisioning != "" {
+			what = append(what, pl.Provisioning)
+		}
+		var outcomes []string
+		for _, t := range pl.Tries {
+			outcomes = append(outcomes, t.Outcome)
+		}
+		fmt.Fprintf(w, "%s ran on %s (%s)", name, pl.Environment, where)
+		if len(what) > 0 {
+			fmt.Fprintf(w, ": %s", strings.Join(what, ", "))
+		}
+		if len(pl.Tries) > 1 {
+			fmt.Fprintf(w, "; %d tries (%s)", len(pl.Tries), strings.Join(outcomes, ", "))
+		}
+		if pl.CostKnown {
+			fmt.Fprintf(w, "; est. $%.4f", pl.Cost)
+			total += pl.Cost
+			priced++
+		}
+		fmt.Fprintln(w)
+	}
+	for _, n := range rec.Nodes {
+		line(n.Name, n)
+		for _, e := range n.Executions {
+			line(n.Name+" "+e.Variant, e)
+		}
+	}
+	if priced > 0 {
+		fmt.Fprintf(w, "estimated cost of the run: $%.4f\n", total)
+	}
 }
