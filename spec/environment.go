@@ -25,8 +25,13 @@ const (
 // settings (besides backend and max-parallel, which every environment has),
 // and how they fill an Environment once the schema accepted them.
 type backendDef struct {
-	name  string
-	props []prop
+	name     string
+	required []string
+	props    []prop
+	// check, when set, checks what the schema cannot say (a zone outside
+	// the region, a GPU its machine cannot take) in an entry the schema
+	// accepted; load fills an Environment from such an entry.
+	check func(vd *validator, v *Value, pt path)
 	load  func(env *Environment, v *Value)
 }
 
@@ -44,6 +49,7 @@ var backends = []backendDef{
 			env.Docker = DockerEnvironment{Transfer: getStr(v, "transfer"), Network: getStr(v, "network"), Image: getStr(v, "image")}
 		},
 	},
+	batchBackend,
 }
 
 // Backends returns the names of the backends an environment can name.
@@ -82,10 +88,11 @@ func environmentSchema(b *backendDef) *schema {
 		p("backend", enum(Backends()...)),
 		p("max-parallel", &schema{types: tInt, max: fptr(math.MaxInt32)}),
 	}
-	name := "environment"
+	name, required := "environment", []string{"backend"}
 	if b != nil {
 		name = b.name + " environment"
 		props = append(props, b.props...)
+		required = append(required, b.required...)
 	} else {
 		for _, b := range backends {
 			for _, pr := range b.props {
@@ -95,7 +102,7 @@ func environmentSchema(b *backendDef) *schema {
 			}
 		}
 	}
-	return obj(name, []string{"backend"}, props...)
+	return obj(name, required, props...)
 }
 
 // checkEnvironments checks each entry of environments against the settings
@@ -135,7 +142,11 @@ func checkEnvironments(vd *validator, envs *Value) {
 			}
 			v = &kept
 		}
+		before := len(vd.errs)
 		vd.check(environmentSchema(b), v, pt, envs)
+		if b != nil && b.check != nil && len(vd.errs) == before {
+			b.check(vd, v, pt)
+		}
 		if x := v.Get("max-parallel"); typeMatches(tInt, x) && x.Number() < 1 {
 			vd.fail(x, pt.with("max-parallel"), false, "max-parallel %s lets no node of this environment run; give at least 1, or leave it out (then only --concurrency limits it)", x.Repr())
 		}

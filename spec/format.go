@@ -272,11 +272,14 @@ func (pp *PipelinePlan) whereText(np *NodePlan) string {
 	slug, env := pp.Where(np)
 	switch {
 	case env != nil:
-		s := fmt.Sprintf("%s (environment %q)", env.Backend, slug)
-		if env.MaxParallel > 0 {
-			s = fmt.Sprintf("%s (environment %q, at most %d at once)", env.Backend, slug, env.MaxParallel)
+		s := fmt.Sprintf("%s (environment %q", env.Backend, slug)
+		if env.Backend == BackendBatch {
+			s += ", " + env.Batch.Describe()
 		}
-		return s
+		if env.MaxParallel > 0 {
+			s += fmt.Sprintf(", at most %d at once", env.MaxParallel)
+		}
+		return s + ")"
 	case slug != "":
 		return fmt.Sprintf("local docker (environment %q is not in sluice.yaml)", slug)
 	}

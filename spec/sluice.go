@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -143,6 +144,7 @@ var (
 		p("default-environment", sSlug),
 		p("environments", sEnvironments),
 		p("gates", list(schGate)),
+		p("max-cost", &schema{types: tNum, min: fptr(0), desc: "a price in USD, such as 20"}),
 		p("report", schReport),
 		p("steps", &schema{name: "steps", types: tObj, anyKey: schSluiceStep, desc: "a mapping of step names to their settings"}),
 	}}
@@ -179,6 +181,11 @@ func LoadSluiceConfig(name string, cfg *Config) (*SluiceConfig, Diagnostics) {
 		Report: ReportConfig{ApprovalLabel: DefaultApprovalLabel, Links: LinksConsole, SignedURLHours: DefaultSignedURLHours}}
 	if envs := root.Get("environments"); envs != nil {
 		out.Environments = loadEnvironments(name, envs)
+	}
+	if x := root.Get("max-cost"); x.IsNumber() {
+		checkMaxCost(r, x, out.Environments)
+		f := x.Number()
+		out.MaxCost = &f
 	}
 	if x := root.Get("default-environment"); x.IsString() {
 		checkSlug(r, x, "default-environment", out.Environments)
@@ -230,6 +237,25 @@ func LoadSluiceConfig(name string, cfg *Config) (*SluiceConfig, Diagnostics) {
 		return nil, r.diags
 	}
 	return out, r.diags
+}
+
+// checkMaxCost reports the environments whose spend max-cost (x) could not
+// count: a Batch environment without hourly-price.
+func checkMaxCost(r *reporter, x *Value, envs map[string]*Environment) {
+	if f := x.Number(); math.IsNaN(f) || math.IsInf(f, 0) {
+		r.errorf(x.Pos, "max-cost", "expected a finite price in USD, got %s", x.Repr())
+		return
+	}
+	var unpriced []string
+	for name, env := range envs {
+		if env.Backend == BackendBatch && env.Batch.HourlyPrice == nil {
+			unpriced = append(unpriced, name)
+		}
+	}
+	slices.Sort(unpriced)
+	for _, name := range unpriced {
+		r.errorf(envs[name].Pos, "environments."+name, "environment %s has no hourly-price, so max-cost (line %d) cannot count what its VMs cost; give its price per VM hour in USD, hourly-price: 1.20", name, x.Pos.Line)
+	}
 }
 
 // loadGates reads the schema-checked `gates:` list, checking what the

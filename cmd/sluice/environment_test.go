@@ -101,3 +101,31 @@ func TestPlanShowsWhereNodesRun(t *testing.T) {
 		t.Errorf("bad sluice.yaml: exit %d, %s", code, errOut)
 	}
 }
+
+// A Batch environment: lint takes it, plan says where each node runs and on
+// what, and a bad one fails lint at its line and column.
+func TestLintAndPlanBatchEnvironment(t *testing.T) {
+	file := envScenarios + "batch/valohai.yaml"
+	if code, out, errOut := runCLI(t, "lint", "--strict", file); code != 0 {
+		t.Fatalf("lint: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut := runCLI(t, "plan", "--reuse=false", file)
+	want := "  train  (execution, step \"train\")\n    runs on: batch (environment \"gpu-l4\", us-central1-a/us-central1-c, g2-standard-8 with 1 x nvidia-l4, spot, 1 fallback, at most 2 at once)\n"
+	if code != 0 || !strings.Contains(out, want) {
+		t.Errorf("plan: exit %d, want %q in\n%s%s", code, want, out, errOut)
+	}
+	code, out, _ = runCLI(t, "lint", envScenarios+"batch-bad/valohai.yaml")
+	for _, want := range []string{
+		`batch-bad/sluice.yaml:7:28: error: environments.gpu-l4.zones[1]: zone europe-west4-b is in region europe-west4`,
+		`batch-bad/sluice.yaml:9:25: error: environments.gpu-l4.accelerator.type: nvidia-tesla-a100 GPUs need a machine type of a2-highgpu-* or a2-megagpu-*, not g2-standard-8`,
+		`batch-bad/sluice.yaml:11:59: error: environments.gpu-l4.fallback[0].accelerator.type: "nvidia-h100" is not a Compute Engine GPU type (did you mean "nvidia-h100-80gb"?)`,
+		`batch-bad/sluice.yaml:12:14: error: environments.gpu-l4.labels.sluice-run:`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("lint of batch-bad lacks %q:\n%s", want, out)
+		}
+	}
+	if code != exitFailed {
+		t.Errorf("lint of batch-bad: exit %d", code)
+	}
+}

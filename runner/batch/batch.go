@@ -116,9 +116,6 @@ func New(opts Options) (*Executor, error) {
 	if cfg.Provisioning == "" {
 		cfg.Provisioning = spec.ProvisioningSpot
 	}
-	if cfg.Retries == 0 {
-		cfg.Retries = DefaultRetries
-	}
 	if cfg.QueueTimeout <= 0 {
 		cfg.QueueTimeout = DefaultQueueTimeout
 	}
@@ -217,9 +214,9 @@ func (e *Executor) Run(ctx context.Context, job runner.Job) (res runner.Result, 
 			} else {
 				lost++
 			}
-			if preemptions+lost > e.cfg.Retries {
+			if preemptions+lost > e.cfg.RetriesOr() {
 				res.Finished = e.opts.Now()
-				return res, fmt.Errorf("node %s: the VM was taken away %d times (%d preemptions, %d lost), more than retries: %d", job.Node, preemptions+lost, preemptions, lost, e.cfg.Retries)
+				return res, fmt.Errorf("node %s: the VM was taken away %d times (%d preemptions, %d lost), more than retries: %d", job.Node, preemptions+lost, preemptions, lost, e.cfg.RetriesOr())
 			}
 			progress("batch: trying again (try %d; preemptions and lost VMs do not count as the step's failure)", n+1)
 		case outcomeNoCapacity:

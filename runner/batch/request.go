@@ -33,11 +33,10 @@ const (
 // containers write.
 const HostDir = "/var/lib/sluice/valohai"
 
-// Defaults of a Batch environment.
+// Defaults of a Batch environment, as sluice.yaml sets them.
 const (
-	DefaultRetries        = 3
-	DefaultQueueTimeout   = 15 * time.Minute
-	DefaultMaxRunDuration = 24 * time.Hour
+	DefaultQueueTimeout   = spec.DefaultBatchQueueTimeout
+	DefaultMaxRunDuration = spec.DefaultBatchMaxRunDuration
 )
 
 // try is one attempt at running a node on Batch: the machine, how it is
