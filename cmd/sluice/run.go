@@ -290,6 +290,7 @@ func newShowCmd(stdout io.Writer) *cobra.Command {
 				fmt.Fprintf(stdout, ": %s", n.Reason)
 			}
 			fmt.Fprintf(stdout, "\nimage: %s %s\ncommand: %s\n", n.Image, n.ImageDigest, n.Command)
+			writeTries(stdout, n.Placement)
 			for _, f := range n.Inputs {
 				fmt.Fprintf(stdout, "input %s/%s  %d bytes  %s\n", f.Input, f.Path, f.Size, f.URI)
 			}
@@ -315,6 +316,42 @@ func newShowCmd(stdout io.Writer) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&storeURL, "store", "", "the store (default .sluice in the repository)")
 	return cmd
+}
+
+// writeTries says where a remote node ran, and each of its tries: the job,
+// the machine, how it ended and why, and what it cost.
+func writeTries(w io.Writer, pl *store.Placement) {
+	if pl == nil {
+		return
+	}
+	fmt.Fprintf(w, "ran on: environment %s (%s", pl.Environment, pl.Backend)
+	if pl.Location != "" {
+		fmt.Fprintf(w, ", %s", pl.Location)
+	}
+	fmt.Fprint(w, ")")
+	if pl.CostKnown {
+		fmt.Fprintf(w, ", est. $%.4f", pl.Cost)
+	}
+	fmt.Fprintln(w)
+	for i, t := range pl.Tries {
+		fmt.Fprintf(w, "try %d: %s", i+1, t.Outcome)
+		if t.Machine != "" {
+			fmt.Fprintf(w, " on %s", t.Machine)
+			if t.Provisioning != "" {
+				fmt.Fprintf(w, " (%s)", t.Provisioning)
+			}
+		}
+		if !t.Started.IsZero() && !t.Finished.IsZero() {
+			fmt.Fprintf(w, ", %s", t.Finished.Sub(t.Started).Round(time.Second))
+		}
+		if pl.CostKnown {
+			fmt.Fprintf(w, ", est. $%.4f", t.Cost)
+		}
+		fmt.Fprintf(w, "  %s\n", t.Job)
+		if t.Why != "" {
+			fmt.Fprintf(w, "  %s\n", strings.Join(strings.Fields(t.Why), " "))
+		}
+	}
 }
 
 // openRun opens the store and reads one run's record.
