@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 
+	"cloud.google.com/go/auth/credentials"
 	batchapi "cloud.google.com/go/batch/apiv1"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
@@ -37,15 +37,22 @@ func (c *cloudClients) Batch(ctx context.Context) (*batchapi.Client, error) {
 		if host := c.getenv(BatchEmulatorEnv); host != "" {
 			opts = append(opts, option.WithEndpoint(host), option.WithoutAuthentication(),
 				option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
+		} else {
+			// The client would look for credentials only at its first call,
+			// after the run began: look now, so that a run without them
+			// stops before any node starts.
+			creds, err := credentials.DetectDefault(&credentials.DetectOptions{Scopes: batchapi.DefaultAuthScopes()})
+			if err != nil {
+				c.batchErr = fmt.Errorf("cloud batch: no Google Cloud credentials (%v); give Application Default Credentials: "+
+					"google-github-actions/auth in GitHub Actions (Workload Identity Federation), "+
+					"GOOGLE_APPLICATION_CREDENTIALS naming a credentials file, or `gcloud auth application-default login`", err)
+				return
+			}
+			opts = append(opts, option.WithAuthCredentials(creds))
 		}
 		c.batch, c.batchErr = batchapi.NewClient(ctx, opts...)
 		if c.batchErr != nil {
-			msg := c.batchErr.Error()
-			if strings.Contains(msg, "credentials") {
-				c.batchErr = fmt.Errorf("cloud batch: no Google Cloud credentials: %v; give Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS, gcloud auth application-default login, or google-github-actions/auth in GitHub Actions)", c.batchErr)
-			} else {
-				c.batchErr = fmt.Errorf("cloud batch client: %w", c.batchErr)
-			}
+			c.batchErr = fmt.Errorf("cloud batch client: %w", c.batchErr)
 		}
 	})
 	return c.batch, c.batchErr
