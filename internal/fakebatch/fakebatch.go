@@ -159,6 +159,9 @@ type Preemption struct {
 	// Code is the task's exit code: 50001 (ExitPreempted, the default) or
 	// 50002 (ExitVMLost).
 	Code int
+	// Ready, when set, must also say yes before the preemption strikes (say,
+	// once a checkpoint is in the store); it is asked every 100 ms.
+	Ready func() bool
 }
 
 type preemption struct {

@@ -377,10 +377,10 @@ func (s *Server) runnable(ctx context.Context, j *job, i int, r *batchpb.Runnabl
 	s.log.Debug("fakebatch: runnable started", "job", j.id, "runnable", i, "container", name)
 
 	var tick <-chan time.Time
+	every := time.NewTicker(100 * time.Millisecond)
+	defer every.Stop()
 	if p != nil && i >= p.AtRunnable && (p.AfterOutput == "" || watchDir != "") {
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		tick = t.C
+		tick = every.C
 		if p.AfterOutput == "" && i == p.AtRunnable {
 			fire := make(chan time.Time, 1)
 			fire <- time.Now()
@@ -411,6 +411,12 @@ wait:
 			kill()
 			ctx = bg
 		case <-tick:
+			if p.Ready != nil && !p.Ready() {
+				if p.AfterOutput == "" {
+					tick = every.C
+				}
+				continue
+			}
 			if p.AfterOutput != "" {
 				sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				_, err := s.docker.ContainerStatPath(sctx, id, path.Join(watchDir, p.AfterOutput))
