@@ -203,6 +203,12 @@ func start(opts Options) (*Server, error) {
 		}
 		s.docker = cli
 	}
+	// The client negotiates its API version on its first request, unguarded
+	// against requests made at the same time: have it done now, before the
+	// jobs' goroutines share the client.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	s.docker.NegotiateAPIVersion(ctx)
+	cancel()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		s.closeDocker()
@@ -415,8 +421,8 @@ func (s *Server) Wait(ctx context.Context, name string, states ...batchpb.JobSta
 }
 
 // Leftovers lists the containers and volumes of this stand-in still on the
-// daemon ("container NAME", "volume NAME"). A job that ended, or was
-// deleted, leaves none.
+// daemon, as "container NAME of job ID" and "volume NAME of job ID". A job
+// that ended, or was deleted, leaves none.
 func (s *Server) Leftovers(ctx context.Context) ([]string, error) {
 	f := filters.NewArgs(filters.Arg("label", LabelServer+"="+s.id))
 	cs, err := s.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
@@ -429,14 +435,14 @@ func (s *Server) Leftovers(ctx context.Context) ([]string, error) {
 		if len(c.Names) > 0 {
 			name = strings.TrimPrefix(c.Names[0], "/")
 		}
-		out = append(out, "container "+name)
+		out = append(out, "container "+name+" of job "+c.Labels[LabelJob])
 	}
 	vs, err := s.docker.VolumeList(ctx, volume.ListOptions{Filters: f})
 	if err != nil {
 		return out, fmt.Errorf("list the stand-in's volumes: %w", err)
 	}
 	for _, v := range vs.Volumes {
-		out = append(out, "volume "+v.Name)
+		out = append(out, "volume "+v.Name+" of job "+v.Labels[LabelJob])
 	}
 	return out, nil
 }
