@@ -66,7 +66,8 @@ type Options struct {
 	AgentEnv map[string]string
 	// Repository names the repository, for the sluice-repo label.
 	Repository string
-	// ImageResolver names image digests (from the registry) for reuse.
+	// ImageResolver names image digests (from the registry) for reuse, and
+	// the digest of the image a node ran for its record.
 	ImageResolver runner.ImageResolver
 	Logger        *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -193,6 +194,12 @@ func (e *Executor) Run(ctx context.Context, job runner.Job) (res runner.Result, 
 	if err := runner.Stage(ctx, e.opts.Store, &job); err != nil {
 		return res, fmt.Errorf("node %s: %w", job.Node, err)
 	}
+	// The VM pulls the image itself; its registry names the digest that
+	// the run record keeps.
+	digest, digestErr := "", error(nil)
+	if e.opts.ImageResolver != nil {
+		digest, digestErr = e.opts.ImageResolver.ImageDigest(ctx, job.Image)
+	}
 	machines := append([]spec.BatchMachine{e.cfg.Machine}, e.cfg.Fallback...)
 	provisioning := e.cfg.Provisioning
 	mi, preemptions, lost := 0, 0, 0
@@ -210,6 +217,10 @@ func (e *Executor) Run(ctx context.Context, job runner.Job) (res runner.Result, 
 		switch how {
 		case outcomeDone:
 			out.Placement = pl
+			out.ImageDigest = digest
+			if digestErr != nil {
+				out.Warnings = append(out.Warnings, fmt.Sprintf("image %s: no digest for the run record: %v", job.Image, digestErr))
+			}
 			return out, err
 		case outcomePreempted, outcomeLost:
 			if how == outcomePreempted {

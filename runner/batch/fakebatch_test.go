@@ -15,12 +15,14 @@ import (
 	"time"
 
 	"cloud.google.com/go/batch/apiv1/batchpb"
+	"github.com/docker/docker/client"
 
 	"github.com/sluice-ci/sluice/internal/dockertest"
 	"github.com/sluice-ci/sluice/internal/fakebatch"
 	"github.com/sluice-ci/sluice/internal/gcstest"
 	"github.com/sluice-ci/sluice/runner"
 	"github.com/sluice-ci/sluice/runner/agent"
+	"github.com/sluice-ci/sluice/runner/executortest"
 	"github.com/sluice-ci/sluice/spec"
 	"github.com/sluice-ci/sluice/store"
 	"github.com/sluice-ci/sluice/store/gcs"
@@ -57,11 +59,24 @@ func newStandIn(t *testing.T, env spec.BatchEnvironment) standIn {
 	}
 	e, err := New(Options{Client: srv.Client(t), Environment: &spec.Environment{Name: "cloud", Backend: spec.BackendBatch, Batch: env},
 		Store: st, StoreURL: url, AgentImage: sluiceImage, AgentEnv: map[string]string{"STORAGE_EMULATOR_HOST": gcstest.Host(gcsSrv)},
-		Repository: "github.com/ml-team/digits", Poll: 100 * time.Millisecond, LogPoll: 100 * time.Millisecond})
+		Repository: "github.com/ml-team/digits", Poll: 100 * time.Millisecond, LogPoll: 100 * time.Millisecond,
+		ImageResolver: daemonImages{cli}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return standIn{srv: srv, exec: e, store: st, image: image}
+}
+
+// daemonImages names images by their id on the local daemon: the stand-in's
+// "VMs" take their images from there, not from a registry.
+type daemonImages struct{ cli *client.Client }
+
+func (d daemonImages) ImageDigest(ctx context.Context, ref string) (string, error) {
+	img, err := d.cli.ImageInspect(ctx, ref)
+	if err != nil {
+		return "", err
+	}
+	return img.ID, nil
 }
 
 // repository puts a repository with train.sh into the store as the run's
@@ -159,6 +174,9 @@ func TestStandInRunsNode(t *testing.T) {
 			t.Errorf("progress lacks %q:\n%s", want, progress.text())
 		}
 	}
+	if !strings.HasPrefix(res.ImageDigest, "sha256:") {
+		t.Errorf("image digest %q, want the image's from the resolver", res.ImageDigest)
+	}
 	if pl := res.Placement; pl == nil || len(pl.Tries) != 1 || pl.Tries[0].Outcome != string(runner.ReasonCompleted) {
 		t.Errorf("placement %+v", res.Placement)
 	}
@@ -248,4 +266,49 @@ fi
 	if left, err := s.srv.Leftovers(ctx); err != nil || len(left) > 0 {
 		t.Errorf("leftovers %v, %v", left, err)
 	}
+}
+
+// TestExecutorConformance runs the executor conformance suite against the
+// stand-ins. A run leaves nothing behind when none of its Batch jobs is
+// still queued, running or being deleted and no container or volume of
+// them is left on the daemon (a finished job's record stays, as in Batch;
+// it holds no VM).
+func TestExecutorConformance(t *testing.T) {
+	s := newStandIn(t, spec.BatchEnvironment{Zones: []string{"us-central1-a"}})
+	executortest.Run(t, executortest.Harness{
+		New: func(t *testing.T) runner.Executor {
+			e, err := New(s.exec.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return e
+		},
+		Store:       s.store,
+		Image:       s.image,
+		StoreNative: true,
+		Leftovers: func(ctx context.Context, runID string) (int, error) {
+			left, err := s.srv.Leftovers(ctx)
+			if err != nil {
+				return 0, err
+			}
+			n := 0
+			for _, j := range s.srv.Jobs() {
+				if j.GetLabels()[LabelRun] != labelValue(runID) {
+					continue
+				}
+				switch j.GetStatus().GetState() {
+				case batchpb.JobStatus_SUCCEEDED, batchpb.JobStatus_FAILED:
+				default:
+					n++
+				}
+				id := j.GetName()[strings.LastIndex(j.GetName(), "/")+1:]
+				for _, l := range left {
+					if strings.HasSuffix(l, " of job "+id) {
+						n++
+					}
+				}
+			}
+			return n, nil
+		},
+	})
 }
