@@ -344,7 +344,8 @@ func (e *Executor) runTry(ctx context.Context, job runner.Job, t try, pl *store.
 		rec.Outcome, rec.Why = "lost", why
 		progress("batch: the VM stopped reporting (exit code %d)", code)
 		return res, outcomeLost, nil
-	case final.GetStatus().GetState() == batchpb.JobStatus_FAILED && exhausted(final):
+	case final.GetStatus().GetState() == batchpb.JobStatus_FAILED && exhausted(final) != "":
+		why = exhausted(final)
 		rec.Outcome, rec.Why = "no-capacity", why
 		return res, outcomeNoCapacity, errors.New(why)
 	case code == ExitMaxRunDuration:
@@ -377,15 +378,17 @@ func taskExit(j *batchpb.Job) (int, string) {
 	return code, why
 }
 
-// exhausted reports whether the job failed for want of resources.
-func exhausted(j *batchpb.Job) bool {
+// exhausted is the description of the status event that says the job
+// failed for want of resources (Batch follows it with a bare state
+// change), or "".
+func exhausted(j *batchpb.Job) string {
 	for _, ev := range j.GetStatus().GetStatusEvents() {
 		d := strings.ToLower(ev.GetType() + " " + ev.GetDescription())
 		if strings.Contains(d, "exhausted") || strings.Contains(d, "resource_pool") || strings.Contains(d, "stockout") {
-			return true
+			return ev.GetDescription()
 		}
 	}
-	return false
+	return ""
 }
 
 // delete deletes a job, waiting for Batch to take it away for at most

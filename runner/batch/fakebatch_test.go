@@ -312,3 +312,53 @@ func TestExecutorConformance(t *testing.T) {
 		},
 	})
 }
+
+// A machine type Batch has no capacity for in the only allowed zone moves
+// the node on to the next fallback machine; one that waits in QUEUED past
+// queue-timeout does too, and the waiting job is deleted.
+func TestStandInFallsBack(t *testing.T) {
+	env := spec.BatchEnvironment{Zones: []string{"us-central1-a"},
+		Machine: spec.BatchMachine{MachineType: "g2-standard-8", Accelerator: "nvidia-l4", AcceleratorCount: 1},
+		Fallback: []spec.BatchMachine{
+			{MachineType: "a2-highgpu-1g", Accelerator: "nvidia-tesla-a100", AcceleratorCount: 1},
+			{MachineType: "n1-standard-8", Accelerator: "nvidia-tesla-t4", AcceleratorCount: 1},
+		},
+		QueueTimeout: 2 * time.Second}
+	s := newStandIn(t, env)
+	s.srv.Exhaust("g2-standard-8", "us-central1-a")
+	s.srv.HangQueued(func(j *batchpb.Job) bool { return machineOf(j) == "a2-highgpu-1g" })
+	var out, progress lines
+	rctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := s.exec.Run(rctx, s.job(t, "./train.sh", "echo trained\n", &out, &progress))
+	if err != nil || res.Reason != runner.ReasonCompleted {
+		t.Fatalf("run: %v, %s\nprogress:\n%s", err, res.Reason, progress.text())
+	}
+	var got []string
+	for _, tr := range res.Placement.Tries {
+		got = append(got, tr.Machine+": "+tr.Outcome)
+	}
+	want := []string{"g2-standard-8 with 1 x nvidia-l4: no-capacity", "a2-highgpu-1g with 1 x nvidia-tesla-a100: no-capacity",
+		"n1-standard-8 with 1 x nvidia-tesla-t4: completed"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("tries:\n%s\nwant:\n%s\nprogress:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"), progress.text())
+	}
+	if why := res.Placement.Tries[0].Why; !strings.Contains(why, "CODE_GCE_ZONE_RESOURCE_POOL_EXHAUSTED") {
+		t.Errorf("the exhausted try says %q", why)
+	}
+	if res.Placement.Machine != "n1-standard-8" || !strings.Contains(out.text(), "trained") {
+		t.Errorf("placement %+v, log %q", res.Placement, out.text())
+	}
+	for _, j := range s.srv.Jobs() {
+		if machineOf(j) == "a2-highgpu-1g" {
+			t.Errorf("the job that waited in QUEUED is still there: %s", j.GetName())
+		}
+	}
+	if left, err := s.srv.Leftovers(context.Background()); err != nil || len(left) > 0 {
+		t.Errorf("leftovers %v, %v", left, err)
+	}
+}
+
+func machineOf(j *batchpb.Job) string {
+	return j.GetAllocationPolicy().GetInstances()[0].GetPolicy().GetMachineType()
+}
