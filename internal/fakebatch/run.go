@@ -271,7 +271,7 @@ func (s *Server) makeVolumes(ctx context.Context, j *job) (volumes, error) {
 			if _, ok := v.byHost[host]; ok {
 				continue
 			}
-			name := fmt.Sprintf("sluice-fakebatch-%s-%s-%d", s.id, truncate(j.id, 40), len(v.byHost))
+			name := fmt.Sprintf("sluice-fakebatch-%s-%s-%d", s.id, j.id, len(v.byHost))
 			_, err := s.docker.VolumeCreate(ctx, volume.CreateOptions{Name: name, Labels: s.labels(j)})
 			if err != nil {
 				return v, fmt.Errorf("the stand-in could not make the VM directory %s: %w", host, err)
@@ -353,7 +353,7 @@ func (s *Server) runnable(ctx context.Context, j *job, i int, r *batchpb.Runnabl
 			watchDir = target
 		}
 	}
-	name := fmt.Sprintf("sluice-fakebatch-%s-%s-%d", s.id, truncate(j.id, 40), i)
+	name := fmt.Sprintf("sluice-fakebatch-%s-%s-%d", s.id, j.id, i)
 
 	bg := context.WithoutCancel(ctx)
 	created, err := s.docker.ContainerCreate(ctx, cfg, host, nil, nil, name)
@@ -449,13 +449,6 @@ func (s *Server) addLog(j *job, l Log) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.logs[j.id] = append(s.logs[j.id], l)
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 func isNotFound(err error) bool { return cerrdefs.IsNotFound(err) }

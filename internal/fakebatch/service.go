@@ -311,6 +311,7 @@ func (b *batchService) DeleteJob(ctx context.Context, req *batchpb.DeleteJobRequ
 	s.transitionLocked(j, batchpb.JobStatus_DELETION_IN_PROGRESS, "", nil)
 	j.cancel()
 	s.log.Debug("fakebatch: deleting job", "job", j.pb.GetName(), "reason", req.GetReason())
+	s.wg.Add(1)
 	go s.finishDelete(j, opName)
 	return proto.Clone(op).(*longrunningpb.Operation), nil
 }
@@ -318,6 +319,7 @@ func (b *batchService) DeleteJob(ctx context.Context, req *batchpb.DeleteJobRequ
 // finishDelete waits for the job's containers and volumes to be gone, then
 // takes the job away and completes its operation.
 func (s *Server) finishDelete(j *job, opName string) {
+	defer s.wg.Done()
 	<-j.done
 	s.mu.Lock()
 	defer s.mu.Unlock()
