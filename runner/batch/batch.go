@@ -66,7 +66,8 @@ type Options struct {
 	AgentEnv map[string]string
 	// Repository names the repository, for the sluice-repo label.
 	Repository string
-	// ImageResolver names image digests (from the registry) for reuse.
+	// ImageResolver names image digests (from the registry) for reuse, and
+	// the digest of the image a node ran for its record.
 	ImageResolver runner.ImageResolver
 	Logger        *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -190,6 +191,12 @@ func (e *Executor) Run(ctx context.Context, job runner.Job) (res runner.Result, 
 	if err := runner.Stage(ctx, e.opts.Store, &job); err != nil {
 		return res, fmt.Errorf("node %s: %w", job.Node, err)
 	}
+	// The VM pulls the image itself; its registry names the digest that
+	// the run record keeps.
+	digest, digestErr := "", error(nil)
+	if e.opts.ImageResolver != nil {
+		digest, digestErr = e.opts.ImageResolver.ImageDigest(ctx, job.Image)
+	}
 	machines := append([]spec.BatchMachine{e.cfg.Machine}, e.cfg.Fallback...)
 	provisioning := e.cfg.Provisioning
 	mi, preemptions, lost := 0, 0, 0
@@ -207,6 +214,10 @@ func (e *Executor) Run(ctx context.Context, job runner.Job) (res runner.Result, 
 		switch how {
 		case outcomeDone:
 			out.Placement = pl
+			out.ImageDigest = digest
+			if digestErr != nil {
+				out.Warnings = append(out.Warnings, fmt.Sprintf("image %s: no digest for the run record: %v", job.Image, digestErr))
+			}
 			return out, err
 		case outcomePreempted, outcomeLost:
 			if how == outcomePreempted {
@@ -330,7 +341,8 @@ func (e *Executor) runTry(ctx context.Context, job runner.Job, t try, pl *store.
 		rec.Outcome, rec.Why = "lost", why
 		progress("batch: the VM stopped reporting (exit code %d)", code)
 		return res, outcomeLost, nil
-	case final.GetStatus().GetState() == batchpb.JobStatus_FAILED && exhausted(final):
+	case final.GetStatus().GetState() == batchpb.JobStatus_FAILED && exhausted(final) != "":
+		why = exhausted(final)
 		rec.Outcome, rec.Why = "no-capacity", why
 		return res, outcomeNoCapacity, errors.New(why)
 	case code == ExitMaxRunDuration:
@@ -363,15 +375,17 @@ func taskExit(j *batchpb.Job) (int, string) {
 	return code, why
 }
 
-// exhausted reports whether the job failed for want of resources.
-func exhausted(j *batchpb.Job) bool {
+// exhausted is the description of the status event that says the job
+// failed for want of resources (Batch follows it with a bare state
+// change), or "".
+func exhausted(j *batchpb.Job) string {
 	for _, ev := range j.GetStatus().GetStatusEvents() {
 		d := strings.ToLower(ev.GetType() + " " + ev.GetDescription())
 		if strings.Contains(d, "exhausted") || strings.Contains(d, "resource_pool") || strings.Contains(d, "stockout") {
-			return true
+			return ev.GetDescription()
 		}
 	}
-	return false
+	return ""
 }
 
 // delete deletes a job, waiting for Batch to take it away for at most
