@@ -422,6 +422,14 @@ type watch struct {
 	scheduled time.Time // when the VM was scheduled: billing starts
 	charged   time.Time // cost counted up to here
 	running   bool
+	exited    bool // the agent's exit record is in the store
+}
+
+// exitRecorded reports whether the agent's exit record of this try is in
+// the store.
+func (w *watch) exitRecorded(ctx context.Context) bool {
+	_, err := w.e.opts.Store.Stat(ctx, agent.ExitKey(w.follow.Prefix))
+	return err == nil
 }
 
 // wait polls the job until it ends, showing its status events, following
@@ -438,12 +446,20 @@ func (w *watch) wait(ctx context.Context) (*batchpb.Job, error) {
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			case <-logs.C:
-				if w.running {
-					if _, err := w.follow.Poll(ctx); err != nil && ctx.Err() == nil {
-						e.log.Warn("follow the log", "job", w.name, "err", err)
-					}
+				// The log is followed from the store whatever the job's state
+				// last read: the step's first lines show as soon as they are
+				// there, not at the next poll of the job.
+				if _, err := w.follow.Poll(ctx); err != nil && ctx.Err() == nil {
+					e.log.Warn("follow the log", "job", w.name, "err", err)
 				}
-				continue
+				// Once the agent's exit record is there, the job is about to
+				// end: read it at once and then often, not a Poll later.
+				if !w.exited && w.exitRecorded(ctx) {
+					w.exited = true
+					poll.Reset(min(e.opts.Poll, 250*time.Millisecond))
+				} else {
+					continue
+				}
 			case <-poll.C:
 			}
 		}

@@ -41,7 +41,7 @@ type standIn struct {
 	image string
 }
 
-func newStandIn(t *testing.T, env spec.BatchEnvironment) standIn {
+func newStandIn(t testing.TB, env spec.BatchEnvironment) standIn {
 	t.Helper()
 	cli := dockertest.Client(t)
 	image := dockertest.Image(t)
@@ -81,7 +81,7 @@ func (d daemonImages) ImageDigest(ctx context.Context, ref string) (string, erro
 
 // repository puts a repository with train.sh into the store as the run's
 // snapshot.
-func (s standIn) repository(t *testing.T, script string) func(context.Context) (store.File, error) {
+func (s standIn) repository(t testing.TB, script string) func(context.Context) (store.File, error) {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "train.sh"), []byte(script), 0o755); err != nil {
@@ -131,7 +131,7 @@ func runID() string {
 	return "20261203T101500.000000Z-" + hex.EncodeToString(b[:])
 }
 
-func (s standIn) job(t *testing.T, command, script string, out, progress *lines) runner.Job {
+func (s standIn) job(t testing.TB, command, script string, out, progress *lines) runner.Job {
 	return runner.Job{RunID: runID(), Node: "train", Image: s.image, Attempt: 1, Command: command,
 		Parameters: map[string]any{"epochs": 2}, RepositoryBlob: s.repository(t, script),
 		Stdout: runner.NewLineWriter(out.add), Stderr: runner.NewLineWriter(out.add), Progress: progress.add}
