@@ -187,16 +187,26 @@ func allowedZones(jobRegion string, locs []string) ([]string, error) {
 	return zones, nil
 }
 
+// jobLocked finds a job by its name, with Batch's errors for a malformed
+// name and a missing job. s.mu is held.
+func (s *Server) jobLocked(name string) (*job, error) {
+	if !jobRe.MatchString(name) {
+		return nil, status.Errorf(codes.InvalidArgument, "name %q: want projects/P/locations/R/jobs/ID", name)
+	}
+	j, ok := s.jobs[name]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "Job not found: %s", name)
+	}
+	return j, nil
+}
+
 func (b *batchService) GetJob(ctx context.Context, req *batchpb.GetJobRequest) (*batchpb.Job, error) {
 	s := b.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !jobRe.MatchString(req.GetName()) {
-		return nil, status.Errorf(codes.InvalidArgument, "name %q: want projects/P/locations/R/jobs/ID", req.GetName())
-	}
-	j, ok := s.jobs[req.GetName()]
-	if !ok {
-		return nil, status.Errorf(codes.NotFound, "Job not found: %s", req.GetName())
+	j, err := s.jobLocked(req.GetName())
+	if err != nil {
+		return nil, err
 	}
 	return proto.Clone(j.pb).(*batchpb.Job), nil
 }
@@ -287,12 +297,9 @@ func (b *batchService) DeleteJob(ctx context.Context, req *batchpb.DeleteJobRequ
 	s := b.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !jobRe.MatchString(req.GetName()) {
-		return nil, status.Errorf(codes.InvalidArgument, "name %q: want projects/P/locations/R/jobs/ID", req.GetName())
-	}
-	j, ok := s.jobs[req.GetName()]
-	if !ok {
-		return nil, status.Errorf(codes.NotFound, "Job not found: %s", req.GetName())
+	j, err := s.jobLocked(req.GetName())
+	if err != nil {
+		return nil, err
 	}
 	if j.deleteOp != "" {
 		return proto.Clone(s.ops[j.deleteOp]).(*longrunningpb.Operation), nil
