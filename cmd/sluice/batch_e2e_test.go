@@ -428,6 +428,11 @@ func TestBatchGCCloud(t *testing.T) {
 		!strings.Contains(out, "deleted 1 job past their TTL") {
 		t.Fatalf("gc --cloud: exit %d\n%s", code, out)
 	}
+	// gc asks Batch to delete and does not wait: the job goes once Batch
+	// has taken it away.
+	for deadline := time.Now().Add(30 * time.Second); len(names()) == 3 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
 	if got := strings.Join(names(), " "); got != "sluice-young-train-1-bbbbbb someone-else" {
 		t.Errorf("jobs after gc --cloud: %s, want the young one and the one that is not sluice's", got)
 	}
