@@ -38,7 +38,7 @@ func CacheDir(getenv func(string) string) (string, error) {
 // says how to build them. A directory without build.sh's stamp is an
 // unfinished build, and as good as none.
 func findBinaries(dir string) (map[string]string, error) {
-	hint := fmt.Sprintf("run %s (it builds the control plane from the Go module proxy: about 17 minutes cold, nothing when up to date)", buildScript)
+	hint := fmt.Sprintf("run %s (it builds the control plane from the Go module proxy: 17 to 23 minutes cold, nothing when up to date)", buildScript)
 	if _, err := os.Stat(filepath.Join(dir, ".stamp")); err != nil {
 		return nil, fmt.Errorf("kubetest: no Kubernetes %s control plane in %s: %s", KubernetesVersion, dir, hint)
 	}

@@ -26,7 +26,9 @@
 //   - sluice.test/evict: "true" on a running pod (at creation, or added
 //     later, say to one try of a Job): the kubelet evicts it. The pod fails
 //     with reason Evicted and a DisruptionTarget condition, its containers
-//     exit 137.
+//     exit 137. (The Job controller replaces a failed pod after its
+//     back-off: 10 s for the first, even when the pod failure policy
+//     ignores the failure.)
 //   - sluice.test/image-pull-error: "true": the image cannot be pulled;
 //     the pod stays Pending, its containers waiting in ImagePullBackOff.
 //

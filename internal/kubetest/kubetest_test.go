@@ -122,6 +122,9 @@ func TestCluster(t *testing.T) {
 		second := waitPod(t, cs, job, func(p *corev1.Pod) bool {
 			return p.Name != first.Name && p.Status.Phase == corev1.PodRunning
 		})
+		// The Job controller's own back-off, before it replaces a failed pod.
+		t.Logf("the replacement pod was created %s after the eviction",
+			second.CreationTimestamp.Sub(podCondition(evicted, corev1.DisruptionTarget).LastTransitionTime.Time))
 		annotate(t, cs, second.Name, DurationAnnotation, "0s")
 		if cond := waitJobFinished(t, cs, job.Name); cond != batchv1.JobComplete {
 			t.Fatalf("job ended %s, want Complete after the retry", cond)
