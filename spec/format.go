@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"maps"
@@ -21,11 +22,17 @@ type PipelinePlan struct {
 
 // NewPipelinePlan resolves a pipeline for display (see Config.Plan).
 func (c *Config) NewPipelinePlan(p *Pipeline, values map[string]*Value) (*PipelinePlan, error) {
+	return c.NewPipelinePlanContext(context.Background(), p, values)
+}
+
+// NewPipelinePlanContext is NewPipelinePlan that gives up with ctx's error
+// once ctx is done.
+func (c *Config) NewPipelinePlanContext(ctx context.Context, p *Pipeline, values map[string]*Value) (*PipelinePlan, error) {
 	g, err := p.Graph()
 	if err != nil {
 		return nil, err
 	}
-	plans, err := c.Plan(p, values)
+	plans, err := c.PlanContext(ctx, p, values)
 	if err != nil {
 		return nil, err
 	}
