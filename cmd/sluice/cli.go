@@ -56,6 +56,9 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return exitOK
 	}
 	var ee *exitError
+	if !errors.As(err, &ee) && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		err = interrupted(ctx) // a command that stopped on a signal, with the context's error
+	}
 	if errors.As(err, &ee) {
 		if ee.err != nil {
 			fmt.Fprintf(stderr, "sluice: %v\n", ee.err)
@@ -125,7 +128,10 @@ func newLintCmd(stdout, stderr io.Writer) *cobra.Command {
 			}
 			var all spec.Diagnostics
 			for _, f := range files {
-				_, _, diags := spec.LintFile(f)
+				diags := lintFile(cmd.Context(), f)
+				if cmd.Context().Err() != nil {
+					return interrupted(cmd.Context())
+				}
 				all = append(all, diags...)
 			}
 			errs, warns := all.Count(spec.SeverityError), all.Count(spec.SeverityWarning)
@@ -192,11 +198,14 @@ func newPlanCmd(stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg, p, file, err := loadPipeline(cmd.ErrOrStderr(), args, pipeline, step)
+			cfg, p, file, err := loadPipeline(cmd.Context(), cmd.ErrOrStderr(), args, pipeline, step)
 			if err != nil {
 				return err
 			}
-			plan, err := cfg.NewPipelinePlan(p, values)
+			plan, err := cfg.NewPipelinePlanContext(cmd.Context(), p, values)
+			if cmd.Context().Err() != nil {
+				return interrupted(cmd.Context())
+			}
 			if err != nil {
 				return &exitError{code: exitUsage, err: err}
 			}
@@ -247,7 +256,7 @@ func parseParams(params []string) (map[string]*spec.Value, error) {
 // loadPipeline parses the pipeline file (args[0], default valohai.yaml),
 // prints its findings, and picks the pipeline (or step) to work on. A file
 // with errors is a configuration error.
-func loadPipeline(stderr io.Writer, args []string, pipeline, step string) (*spec.Config, *spec.Pipeline, string, error) {
+func loadPipeline(ctx context.Context, stderr io.Writer, args []string, pipeline, step string) (*spec.Config, *spec.Pipeline, string, error) {
 	if pipeline != "" && step != "" {
 		return nil, nil, "", usageErrorf("give one of --pipeline, --step and --task")
 	}
@@ -255,7 +264,10 @@ func loadPipeline(stderr io.Writer, args []string, pipeline, step string) (*spec
 	if len(args) == 1 {
 		file = args[0]
 	}
-	cfg, diags := spec.ParseFile(file)
+	cfg, diags := parseFile(ctx, file)
+	if ctx.Err() != nil {
+		return nil, nil, file, interrupted(ctx)
+	}
 	for _, d := range diags {
 		fmt.Fprintln(stderr, d.String())
 	}

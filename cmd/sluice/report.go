@@ -16,7 +16,6 @@ import (
 
 	"github.com/sluice-ci/sluice/ci"
 	"github.com/sluice-ci/sluice/report"
-	"github.com/sluice-ci/sluice/spec"
 	"github.com/sluice-ci/sluice/store"
 )
 
@@ -84,7 +83,9 @@ func newReportCmd(stdout, stderr io.Writer) *cobra.Command {
 			}
 			in := reportInput{st: st, storeURL: storeURL, rec: rec, baseline: baseline, repo: filepath.Dir(file), stderr: stderr}
 			if file != "" {
-				if cfg, diags := spec.ParseFile(file); !diags.HasErrors() {
+				if cfg, diags := parseFile(ctx, file); ctx.Err() != nil {
+					return interrupted(ctx)
+				} else if !diags.HasErrors() {
 					in.pipeline = cfg.Pipeline(rec.Pipeline)
 					if in.sluice, err = loadSluiceConfig(stderr, file, cfg); err != nil {
 						return err

@@ -122,7 +122,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg, p, fileName, err := loadPipeline(stderr, args, pipeline, step)
+			cfg, p, fileName, err := loadPipeline(cmd.Context(), stderr, args, pipeline, step)
 			if err != nil {
 				return err
 			}
