@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/sluice-ci/sluice/internal/printable"
 	"github.com/sluice-ci/sluice/spec"
 	"github.com/sluice-ci/sluice/store"
 )
@@ -900,6 +901,7 @@ func forEach(ctx context.Context, n, workers int, fn func(i int) error) []error 
 // every stdout line that is a JSON object as metadata.
 type nodeLog struct {
 	node     string
+	prefix   string // the node's name as the live log prints it
 	live     io.Writer
 	mu       *sync.Mutex
 	file     *os.File
@@ -913,7 +915,7 @@ func newNodeLog(dir, node string, live io.Writer, mu *sync.Mutex) (*nodeLog, err
 	if err != nil {
 		return nil, fmt.Errorf("make a log file: %w", err)
 	}
-	l := &nodeLog{node: node, live: live, mu: mu, file: f, metadata: map[string]any{}, points: map[string][]any{}}
+	l := &nodeLog{node: node, prefix: printable.Name(node), live: live, mu: mu, file: f, metadata: map[string]any{}, points: map[string][]any{}}
 	l.lw[0] = NewLineWriter(func(line string) { l.line(line, false) })
 	l.lw[1] = NewLineWriter(func(line string) { l.line(line, true) })
 	return l, nil
@@ -935,7 +937,9 @@ func (l *nodeLog) line(line string, stderr bool) {
 	if stderr {
 		sep = " ! "
 	}
-	fmt.Fprintf(l.live, "%s%s%s\n", l.node, sep, line)
+	// The live log is a terminal or a CI log: the line cannot move the
+	// cursor or overwrite the prefix. The stored log keeps the bytes.
+	fmt.Fprintf(l.live, "%s%s%s\n", l.prefix, sep, printable.Line(line))
 	l.mu.Unlock()
 	fmt.Fprintln(l.file, line)
 	if stderr {

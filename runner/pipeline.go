@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluice-ci/sluice/internal/printable"
 	"github.com/sluice-ci/sluice/spec"
 	"github.com/sluice-ci/sluice/spec/expr"
 	"github.com/sluice-ci/sluice/store"
@@ -518,7 +519,7 @@ func (r *pipelineRun) finishSkipped(name, why string) {
 func (r *pipelineRun) printf(node, format string, args ...any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	fmt.Fprintf(r.opts.Log, "%s | sluice: %s\n", node, fmt.Sprintf(format, args...))
+	fmt.Fprintf(r.opts.Log, "%s | sluice: %s\n", printable.Name(node), printable.Escape(fmt.Sprintf(format, args...)))
 }
 
 // action is the outcome of a node's actions: what to do and why.

@@ -81,3 +81,38 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 }
+
+// Names with control characters print quoted in findings: a step cannot
+// forge lines of lint's output or send terminal escapes.
+func TestFindingsQuoteControlCharacters(t *testing.T) {
+	for _, c := range []struct {
+		name, data string
+		want       []string
+	}{
+		{"schema", "- step:\n    name: \"a\\nb.go: error: forged\"\n    image: x\n    command: x\n    \"bogus\\r\\u001b[2Jkey\": 1\n",
+			[]string{`"bogus\r\x1b[2Jkey"`}},
+		{"lint", "- step:\n    name: \"a\\nb.go: error: forged\"\n    image: \"\"\n    command: x\n" +
+			"- pipeline:\n    name: p\n    nodes:\n      - {name: n, type: execution, step: \"evil\\nstep\"}\n    edges:\n      - [\"n.output.\\u001b]0;x\\u0007\", \"m.input.y\"]\n",
+			[]string{`step "a\nb.go: error: forged"`, `"evil\nstep"`, `"n.output.\x1b]0;x\a -> m.input.y"`}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, diags := Parse("f.yaml", []byte(c.data))
+			if len(diags) == 0 {
+				t.Fatal("no findings")
+			}
+			var all []string
+			for _, d := range diags {
+				s := d.String()
+				if strings.ContainsAny(s, "\n\r\x1b\x07") {
+					t.Errorf("finding holds a control character: %q", s)
+				}
+				all = append(all, s)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(strings.Join(all, "\n"), w) {
+					t.Errorf("findings do not show %s:\n%s", w, strings.Join(all, "\n"))
+				}
+			}
+		})
+	}
+}

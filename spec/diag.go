@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/sluice-ci/sluice/internal/printable"
 )
 
 // Severity says whether a diagnostic makes the file unusable.
@@ -118,9 +120,32 @@ func (r *reporter) add(sev Severity, pos Pos, path, format string, args ...any) 
 		r.errors++
 	}
 	r.diags = append(r.diags, Diagnostic{
-		File: r.file, Line: pos.Line, Col: pos.Col, Severity: sev, Path: path,
-		Message: fmt.Sprintf(format, args...),
+		File: r.file, Line: pos.Line, Col: pos.Col, Severity: sev, Path: printable.Escape(path),
+		Message: fmt.Sprintf(format, safeArgs(args)...),
 	})
+}
+
+// safeArgs makes every string, error and Stringer argument that holds a
+// control character print quoted (see printable.Arg): names come from the
+// file, and a name with a newline in it must not print a line of its own.
+func safeArgs(args []any) []any {
+	for i, a := range args {
+		var s string
+		switch x := a.(type) {
+		case string:
+			s = x
+		case error:
+			s = x.Error()
+		case fmt.Stringer:
+			s = x.String()
+		default:
+			continue
+		}
+		if !printable.Plain(s) {
+			args[i] = printable.Arg(s)
+		}
+	}
+	return args
 }
 
 // merge appends another reporter's findings.

@@ -263,7 +263,7 @@ type validator struct {
 }
 
 func (vd *validator) fail(v *Value, pt path, badType bool, format string, args ...any) {
-	vd.errs = append(vd.errs, verr{pos: posOf(v, nil), path: pt, msg: fmt.Sprintf(format, args...), badType: badType})
+	vd.errs = append(vd.errs, verr{pos: posOf(v, nil), path: pt, msg: fmt.Sprintf(format, safeArgs(args)...), badType: badType})
 }
 
 // check validates v against s, recording violations.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluice-ci/sluice/internal/printable"
 	"github.com/sluice-ci/sluice/report"
 	"github.com/sluice-ci/sluice/runner"
 	"github.com/sluice-ci/sluice/runner/docker"
@@ -249,7 +251,7 @@ func newRunsCmd(stdout io.Writer) *cobra.Command {
 					fmt.Fprintf(stdout, "%s\t(unreadable: %v)\n", id, err)
 					continue
 				}
-				fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\n", rec.ID, rec.Status, rec.Pipeline, shortCommit(rec.Commit))
+				fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\n", rec.ID, rec.Status, printable.Name(rec.Pipeline), printable.Name(shortCommit(rec.Commit)))
 			}
 			return nil
 		},
@@ -278,27 +280,30 @@ func newShowCmd(stdout io.Writer) *cobra.Command {
 				return err
 			}
 			if len(args) == 1 {
-				fmt.Fprintf(stdout, "run %s: pipeline %q, commit %s, branch %s\n", rec.ID, rec.Pipeline, shortCommit(rec.Commit), rec.Branch)
+				fmt.Fprintf(stdout, "run %s: pipeline %q, commit %s, branch %s\n", rec.ID, rec.Pipeline, printable.Name(shortCommit(rec.Commit)), printable.Name(rec.Branch))
 				return runner.WriteSummary(stdout, rec)
 			}
 			n, err := runNode(rec, args[1])
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "node %s (step %q): %s", n.Name, n.Step, n.Status)
+			// Names, paths and metadata come from the pipeline file and the
+			// step: each prints on its line, quoted when it holds a control
+			// character.
+			fmt.Fprintf(stdout, "node %s (step %q): %s", printable.Name(n.Name), n.Step, n.Status)
 			if n.Reason != "" {
-				fmt.Fprintf(stdout, ": %s", n.Reason)
+				fmt.Fprintf(stdout, ": %s", printable.Escape(n.Reason))
 			}
-			fmt.Fprintf(stdout, "\nimage: %s %s\ncommand: %s\n", n.Image, n.ImageDigest, n.Command)
+			fmt.Fprintf(stdout, "\nimage: %s %s\ncommand: %s\n", printable.Name(n.Image), printable.Name(n.ImageDigest), printable.Escape(n.Command))
 			writeTries(stdout, n.Placement)
 			for _, f := range n.Inputs {
-				fmt.Fprintf(stdout, "input %s/%s  %d bytes  %s\n", f.Input, f.Path, f.Size, f.URI)
+				fmt.Fprintf(stdout, "input %s  %d bytes  %s\n", printable.Name(f.Input+"/"+f.Path), f.Size, printable.Name(f.URI))
 			}
 			for _, f := range n.Outputs {
-				fmt.Fprintf(stdout, "output %s  %d bytes  %s\n", f.Path, f.Size, f.Digest)
+				fmt.Fprintf(stdout, "output %s  %d bytes  %s\n", printable.Name(f.Path), f.Size, f.Digest)
 			}
 			for _, k := range slices.Sorted(maps.Keys(n.Metadata)) {
-				fmt.Fprintf(stdout, "metadata %s = %v\n", k, n.Metadata[k])
+				fmt.Fprintf(stdout, "metadata %s = %s\n", printable.Name(k), printable.Escape(fmt.Sprint(n.Metadata[k])))
 			}
 			if !n.Log.IsZero() {
 				fmt.Fprintln(stdout, "log:")
@@ -307,7 +312,7 @@ func newShowCmd(stdout io.Writer) *cobra.Command {
 					return &exitError{code: exitFailed, err: fmt.Errorf("open the log: %w", err)}
 				}
 				defer rc.Close()
-				if _, err := io.Copy(stdout, rc); err != nil {
+				if err := copyLines(stdout, rc); err != nil {
 					return &exitError{code: exitFailed, err: fmt.Errorf("read the log: %w", err)}
 				}
 			}
@@ -318,13 +323,39 @@ func newShowCmd(stdout io.Writer) *cobra.Command {
 	return cmd
 }
 
+// copyLines copies a step's log to a terminal as `sluice run` prints it:
+// control characters visible (printable.Line), in bounded memory.
+func copyLines(w io.Writer, r io.Reader) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		piece, err := br.ReadSlice('\n')
+		if len(piece) > 0 {
+			text, nl := strings.CutSuffix(string(piece), "\n")
+			out := printable.Line(text)
+			if nl {
+				out += "\n"
+			}
+			if _, werr := io.WriteString(w, out); werr != nil {
+				return werr
+			}
+		}
+		switch {
+		case err == nil, errors.Is(err, bufio.ErrBufferFull):
+		case errors.Is(err, io.EOF):
+			return nil
+		default:
+			return err
+		}
+	}
+}
+
 // writeTries says where a remote node ran, and each of its tries: the job,
 // the machine, how it ended and why, and what it cost.
 func writeTries(w io.Writer, pl *store.Placement) {
 	if pl == nil {
 		return
 	}
-	fmt.Fprintf(w, "ran on: environment %s (%s", pl.Environment, pl.Backend)
+	fmt.Fprintf(w, "ran on: environment %s (%s", printable.Name(pl.Environment), pl.Backend)
 	if pl.Location != "" {
 		fmt.Fprintf(w, ", %s", pl.Location)
 	}
@@ -336,7 +367,7 @@ func writeTries(w io.Writer, pl *store.Placement) {
 	for i, t := range pl.Tries {
 		fmt.Fprintf(w, "try %d: %s", i+1, t.Outcome)
 		if t.Machine != "" {
-			fmt.Fprintf(w, " on %s", t.Machine)
+			fmt.Fprintf(w, " on %s", printable.Name(t.Machine))
 			if t.Provisioning != "" {
 				fmt.Fprintf(w, " (%s)", t.Provisioning)
 			}
@@ -347,9 +378,9 @@ func writeTries(w io.Writer, pl *store.Placement) {
 		if pl.CostKnown {
 			fmt.Fprintf(w, ", est. $%.4f", t.Cost)
 		}
-		fmt.Fprintf(w, "  %s\n", t.Job)
+		fmt.Fprintf(w, "  %s\n", printable.Name(t.Job))
 		if t.Why != "" {
-			fmt.Fprintf(w, "  %s\n", strings.Join(strings.Fields(t.Why), " "))
+			fmt.Fprintf(w, "  %s\n", printable.Escape(strings.Join(strings.Fields(t.Why), " ")))
 		}
 	}
 }
@@ -372,7 +403,7 @@ func runNode(rec *store.Run, name string) (*store.NodeRun, error) {
 	if n == nil {
 		var names []string
 		for _, n := range rec.Nodes {
-			names = append(names, n.Name)
+			names = append(names, printable.Name(n.Name))
 		}
 		return nil, &exitError{code: exitUsage, err: fmt.Errorf("run %s has no node %q; its nodes: %s", rec.ID, name, strings.Join(names, ", "))}
 	}
@@ -405,9 +436,9 @@ func newArtifactsCmd(stdout io.Writer) *cobra.Command {
 			if f == nil {
 				var paths []string
 				for _, o := range n.Outputs {
-					paths = append(paths, o.Path)
+					paths = append(paths, printable.Name(o.Path))
 				}
-				return &exitError{code: exitUsage, err: fmt.Errorf("node %s of run %s has no output %q; its outputs: %s", n.Name, rec.ID, args[2], strings.Join(paths, ", "))}
+				return &exitError{code: exitUsage, err: fmt.Errorf("node %s of run %s has no output %q; its outputs: %s", printable.Name(n.Name), rec.ID, args[2], strings.Join(paths, ", "))}
 			}
 			dest := filepath.Base(f.Path)
 			if len(args) == 4 {

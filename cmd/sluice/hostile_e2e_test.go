@@ -1,0 +1,138 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/sluice-ci/sluice/internal/dockertest"
+)
+
+// sluiceIn runs the sluice binary with args in dir and returns its exit code
+// and output.
+func sluiceIn(t *testing.T, dir string, args ...string) binResult {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "SLUICE_TEST_MAIN=1")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	res := binResult{stdout: out.String(), stderr: errb.String(), dir: dir}
+	if ee, ok := err.(*exec.ExitError); ok {
+		res.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// noControl fails when text holds a control character other than newline
+// and tab: one that moves the cursor, clears the screen or starts an escape.
+func noControl(t *testing.T, what, text string) {
+	t.Helper()
+	for _, c := range text {
+		if c < 0x20 && c != '\n' && c != '\t' || c == 0x7f || c >= 0x80 && c <= 0x9f {
+			t.Errorf("%s holds the control character %q:\n%q", what, c, text)
+			return
+		}
+	}
+}
+
+// A step prints escapes, carriage returns and bells, names an output
+// "a\nb.txt" and a metadata key "evil\nkey": run shows its log lines with the
+// control characters visible, and run, show, the summary and the Markdown
+// report print the names quoted, so nothing forges a line of sluice's own.
+func TestControlCharactersStayVisible(t *testing.T) {
+	dockertest.Client(t)
+	dockertest.Image(t)
+	res := runBinary(t, "control-chars", "run", "--pull", "never", "--step", "ctl")
+	if res.code != 0 {
+		t.Fatalf("run: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	noControl(t, "run's output", res.stdout)
+	for _, want := range []string{"ctl | ␛[2Jcleared the screen\n", "ctl | progress␍ctl | sluice: forged\n", "ctl | bell␇ and tab\tkept\n", `"evil\nkey"=1`} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("run's output lacks %q:\n%s", want, res.stdout)
+		}
+	}
+	if strings.Contains(res.stdout, "\nctl | sluice: forged") {
+		t.Errorf("the step forged a line of sluice's:\n%s", res.stdout)
+	}
+	rec := res.lastRun(t)
+	if rec.Node("ctl").Output("a\nb.txt") == nil {
+		t.Fatalf("outputs %v: the file with a newline in its name is missing", rec.Node("ctl").Outputs)
+	}
+
+	show := sluiceIn(t, res.dir, "show", rec.ID, "ctl")
+	if show.code != 0 {
+		t.Fatalf("show: exit %d: %s", show.code, show.stderr)
+	}
+	noControl(t, "show's output", show.stdout)
+	for _, want := range []string{"\noutput \"a\\nb.txt\"  1 bytes  sha256:", "\nmetadata \"evil\\nkey\" = 1\n", "\n␛[2Jcleared the screen\n"} {
+		if !strings.Contains(show.stdout, want) {
+			t.Errorf("show lacks %q:\n%s", want, show.stdout)
+		}
+	}
+	for _, line := range strings.Split(show.stdout, "\n") {
+		if line == "b.txt  1 bytes" || strings.HasPrefix(line, "b.txt") || strings.HasPrefix(line, "key") {
+			t.Errorf("a name broke a line of show in two: %q", line)
+		}
+	}
+
+	summary := sluiceIn(t, res.dir, "show", rec.ID)
+	noControl(t, "the run summary", summary.stdout)
+	if !strings.Contains(summary.stdout, `"evil\nkey"=1`) {
+		t.Errorf("summary:\n%s", summary.stdout)
+	}
+
+	md := sluiceIn(t, res.dir, "report", "--format", "markdown")
+	if md.code != 0 {
+		t.Fatalf("report: exit %d: %s", md.code, md.stderr)
+	}
+	noControl(t, "the Markdown report", md.stdout)
+	for _, want := range []string{"`\"a\\nb.txt\"`", "`\"ctl.evil\\nkey\"`"} {
+		if !strings.Contains(md.stdout, want) {
+			t.Errorf("the report lacks %s:\n%s", want, md.stdout)
+		}
+	}
+}
+
+// lint and plan print names from the file quoted when they hold control
+// characters: the findings and the plan keep one line per line.
+func TestLintAndPlanQuoteControlCharacters(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) {
+		if err := os.WriteFile(dir+"/"+name, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("bad.yaml", "- step:\n    name: \"a\\nvalohai.yaml:1:1: error: forged\"\n    image: \"\"\n    command: x\n"+
+		"- pipeline:\n    name: p\n    nodes:\n      - {name: \"n\\e[2J\", type: execution, step: \"gone\\rstep\"}\n    edges: []\n")
+	lint := sluiceIn(t, dir, "lint", "bad.yaml")
+	if lint.code != 1 {
+		t.Fatalf("lint: exit %d\n%s%s", lint.code, lint.stdout, lint.stderr)
+	}
+	noControl(t, "lint's findings", lint.stdout+lint.stderr)
+	for _, want := range []string{`step "a\nvalohai.yaml:1:1: error: forged"`, `"gone\rstep"`, `node "n\x1b[2J"`} {
+		if !strings.Contains(lint.stdout, want) {
+			t.Errorf("lint lacks %s:\n%s", want, lint.stdout)
+		}
+	}
+	if n := strings.Count(lint.stdout, "\n"); n != 2 {
+		t.Errorf("%d lines of findings, want 2:\n%s", n, lint.stdout)
+	}
+
+	write("valohai.yaml", "- step: {name: s, image: busybox, command: \"printf 'a\\\\033[2Jb'\"}\n"+
+		"- pipeline:\n    name: p\n    nodes:\n      - {name: \"n\\e[2J\\nlayer 9\", type: execution, step: s}\n    edges: []\n")
+	plan := sluiceIn(t, dir, "plan", "--reuse=false")
+	if plan.code != 0 {
+		t.Fatalf("plan: exit %d\n%s%s", plan.code, plan.stdout, plan.stderr)
+	}
+	noControl(t, "the plan", plan.stdout)
+	if !strings.Contains(plan.stdout, `"n\x1b[2J\nlayer 9"`) || strings.Contains(plan.stdout, "\nlayer 9") {
+		t.Errorf("plan:\n%s", plan.stdout)
+	}
+}
