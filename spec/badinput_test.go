@@ -116,3 +116,41 @@ func TestFindingsQuoteControlCharacters(t *testing.T) {
 		})
 	}
 }
+
+// A NUL byte is reported where it is, line and column; an alias bomb gives
+// its one error, with no findings about what it left half-read.
+func TestBadInputPositions(t *testing.T) {
+	_, diags := Parse("f.yaml", []byte("- step:\n    name: ab\x00c\n"))
+	if len(diags) != 1 || diags[0].Line != 2 || diags[0].Col != 13 || !strings.Contains(diags[0].Message, "NUL") {
+		t.Errorf("NUL: %v, want one error at 2:13", diags)
+	}
+	_, diags = Parse("f.yaml", []byte("- step: {name: caf\xe9}\n"))
+	if len(diags) != 1 || diags[0].Line != 1 || diags[0].Col != 19 {
+		t.Errorf("invalid UTF-8: %v, want one error at 1:19", diags)
+	}
+	_, diags = Parse("bomb.yaml", aliasBomb())
+	if len(diags) != 1 || !strings.Contains(diags[0].Message, "refusing to expand") {
+		var all []string
+		for _, d := range diags {
+			all = append(all, d.String())
+		}
+		t.Errorf("alias bomb: %s; want its one error", strings.Join(all, "; "))
+	}
+}
+
+// aliasBomb is a "billion laughs" document: 9^25 strings once expanded.
+func aliasBomb() []byte {
+	var bomb strings.Builder
+	bomb.WriteString("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n")
+	for i := 'b'; i <= 'z'; i++ {
+		bomb.WriteString(string(i) + ": &" + string(i) + " [")
+		for j := 0; j < 9; j++ {
+			if j > 0 {
+				bomb.WriteString(",")
+			}
+			bomb.WriteString("*" + string(i-1))
+		}
+		bomb.WriteString("]\n")
+	}
+	return []byte(bomb.String())
+}

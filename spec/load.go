@@ -62,12 +62,12 @@ func precheck(r *reporter, data []byte) bool {
 		return false
 	}
 	if i := bytes.IndexByte(data, 0); i >= 0 && !hasUTF16BOM(data) {
-		r.errorf(Pos{Line: bytes.Count(data[:i], []byte("\n")) + 1, Col: 1}, "", "this is a binary file (it contains a NUL byte), not a YAML text file")
+		r.errorf(posAt(data, i), "", "this is a binary file (it contains a NUL byte), not a YAML text file")
 		return false
 	}
 	if !hasUTF16BOM(data) && !utf8.Valid(data) {
 		i := firstInvalidUTF8(data)
-		r.errorf(Pos{Line: bytes.Count(data[:i], []byte("\n")) + 1, Col: 1}, "", "the file is not UTF-8 text (invalid byte 0x%02x); save it as UTF-8", data[i])
+		r.errorf(posAt(data, i), "", "the file is not UTF-8 text (invalid byte 0x%02x); save it as UTF-8", data[i])
 		return false
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
@@ -75,6 +75,13 @@ func precheck(r *reporter, data []byte) bool {
 		return false
 	}
 	return true
+}
+
+// posAt gives the line and column of byte offset i, counting characters
+// (an invalid byte counts as one).
+func posAt(data []byte, i int) Pos {
+	start := bytes.LastIndexByte(data[:i], '\n') + 1
+	return Pos{Line: bytes.Count(data[:start], []byte("\n")) + 1, Col: utf8.RuneCount(data[start:i]) + 1}
 }
 
 // decodeOne reads the file's one YAML document as a node tree, or reports
@@ -332,11 +339,19 @@ func (c *converter) mapping(n *yaml.Node, depth int) *Value {
 			continue
 		}
 		key := c.convert(kn, depth+1)
+		if c.failed {
+			// What failed has no position; going on would compare it with
+			// the keys before it.
+			return v
+		}
 		if key.Kind == KindList || key.Kind == KindMap {
 			c.fail(kn, "a list or a mapping cannot be a mapping key")
 			return v
 		}
 		val := c.convert(vn, depth+1)
+		if c.failed {
+			return v
+		}
 		if j := keys.find(v.Pairs, key); j >= 0 {
 			c.r.warnf(key.Pos, "", "duplicate key %s: the value on line %d is ignored and this one is used (as Valohai does)", key.Repr(), v.Pairs[j].Key.Pos.Line)
 			v.Pairs[j].Value = val
