@@ -263,9 +263,10 @@ func SluiceFile(pipelineFile string) string {
 	return filepath.Join(filepath.Dir(pipelineFile), "sluice.yaml")
 }
 
-// LintFile checks a pipeline file (see ParseFile) and the sluice.yaml beside
-// it, when there is one (see LoadSluiceConfig), and warns about the
-// environments sluice.yaml does not map (see LintEnvironments). It returns
+// LintFile checks a pipeline file (see ParseFile), what a run of it would
+// refuse (see LintRun), and the sluice.yaml beside it, when there is one (see
+// LoadSluiceConfig), and warns about the environments sluice.yaml does not
+// map (see LintEnvironments). It returns
 // the findings about the pipeline file first, in order of position, then
 // those about sluice.yaml.
 func LintFile(name string) (*Config, *SluiceConfig, Diagnostics) {
@@ -281,6 +282,10 @@ func LintFileContext(ctx context.Context, name string) (*Config, *SluiceConfig, 
 	}
 	if st, err := os.Stat(name); err != nil || !st.Mode().IsRegular() {
 		return cfg, nil, diags // a file that cannot be read has no sluice.yaml to speak of
+	}
+	if cfg != nil {
+		diags = append(diags, LintRun(cfg)...)
+		diags.Sort()
 	}
 	sc, scDiags := LoadSluiceConfig(SluiceFile(name), cfg)
 	if cfg != nil && !scDiags.HasErrors() {

@@ -266,6 +266,9 @@ type Input struct {
 	// Download is "always" or "on-demand".
 	Download string
 	Pos      Pos
+	// defaultPos holds where each of Default was written, when it was read
+	// from a file.
+	defaultPos []Pos
 }
 
 // Output is an informational declaration of an output file.

@@ -599,6 +599,13 @@ func (b *builder) inputs(v *Value, where string) []*Input {
 		if in.Download == "" {
 			in.Download = "always"
 		}
+		if d := iv.Get("default"); d.IsString() {
+			in.defaultPos = []Pos{d.Pos}
+		} else if d != nil {
+			for _, it := range d.Items {
+				in.defaultPos = append(in.defaultPos, it.Pos)
+			}
+		}
 		if kd := iv.Get("keep-directories"); kd != nil {
 			switch {
 			case kd.Kind == KindBool && kd.Bool:

@@ -115,8 +115,9 @@ func newLintCmd(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "lint [FILE...]",
 		Short: "Check pipeline files as Valohai does; print file:line:col: error|warning: message",
 		Long: "lint reads each valohai.yaml (default ./valohai.yaml), checks it as Valohai's own parser does\n" +
-			"(YAML 1.1, its schema, references between steps, nodes and edges, cycles, expressions)\n" +
-			"and the sluice.yaml beside it, if any, and prints every finding. It warns about each\n" +
+			"(YAML 1.1, its schema, references between steps, nodes and edges, cycles, expressions),\n" +
+			"what a run would refuse (input defaults outside the repository, edge globs that match no\n" +
+			"output), and the sluice.yaml beside it, if any, and prints every finding. It warns about each\n" +
 			"environment a step names that sluice.yaml does not map (the step runs on local Docker).\n" +
 			"It exits 1 when a file has errors, or warnings with --strict.",
 		RunE: func(cmd *cobra.Command, files []string) error {

@@ -136,3 +136,39 @@ func TestLintAndPlanQuoteControlCharacters(t *testing.T) {
 		t.Errorf("plan:\n%s", plan.stdout)
 	}
 }
+
+// lint refuses, at their line and column, the input defaults and the edge
+// glob that a run refuses: the run of each says why it failed.
+func TestLintAgreesWithRunOnInputPaths(t *testing.T) {
+	dockertest.Client(t)
+	dockertest.Image(t)
+	lint := runBinary(t, "input-escape", "lint")
+	if lint.code != 1 {
+		t.Fatalf("lint: exit %d\n%s%s", lint.code, lint.stdout, lint.stderr)
+	}
+	for _, want := range []string{
+		`valohai.yaml:3:126: error: step "absolute".inputs[0].default: input "in": default "/etc/passwd": input paths are relative to the repository`,
+		`valohai.yaml:12:13: error: step "climbing".inputs[0].default: input "in": default "../../../etc/passwd"`,
+		`valohai.yaml:21:9: error: pipeline "climb".edges[0]: edge make.output.../../x -> take.input.in: output glob "../../x"`,
+	} {
+		if !strings.Contains(lint.stdout, want) {
+			t.Errorf("lint lacks\n  %s\n%s", want, lint.stdout)
+		}
+	}
+	if n := strings.Count(lint.stdout, ": error: "); n != 3 {
+		t.Errorf("%d errors, want 3:\n%s", n, lint.stdout)
+	}
+	for _, c := range []struct {
+		args []string
+		why  string
+	}{
+		{[]string{"--step", "absolute"}, "/etc/passwd: input paths are relative to the repository and stay inside it"},
+		{[]string{"--step", "climbing"}, "../../../etc/passwd: input paths are relative to the repository and stay inside it"},
+		{[]string{"--pipeline", "climb"}, "no files matched make.output.../../x"},
+	} {
+		run := sluiceIn(t, lint.dir, append([]string{"run", "--pull", "never"}, c.args...)...)
+		if run.code != 1 || !strings.Contains(run.stdout, c.why) {
+			t.Errorf("run %v: exit %d, want 1 and %q:\n%s%s", c.args, run.code, c.why, run.stdout, run.stderr)
+		}
+	}
+}
