@@ -432,6 +432,8 @@ func nodeLabel(n *store.NodeRun) string {
 		s = "⏭️ skipped"
 	case store.StatusCancelled:
 		s = "🚫 cancelled"
+	case store.StatusInterrupted:
+		s = "💥 interrupted"
 	default:
 		s = string(n.Status)
 	}

@@ -92,6 +92,11 @@ func (r *pipelineRun) runNode(ctx context.Context, n *spec.Node) *store.NodeRun 
 		r.printf(n.Name, "environment %q has no mapping in sluice.yaml: the node runs on the local Docker host", slug)
 	}
 	r.setNode(n.Name, func(nr *store.NodeRun) { nr.Status, nr.Inputs = store.StatusRunning, inputFiles })
+	// The record says which nodes run, for a sluice that would find it
+	// left behind; a failed write is the heartbeat's to retry.
+	if err := r.save(ctx); err != nil {
+		r.log.Warn("cannot write the run record", "run", r.rec.ID, "err", err)
+	}
 	if act := evalActions(n, "node-starting", vals, func(msg string) { r.printf(n.Name, "%s", msg) }); act.then != "" {
 		return fail("%s", act.why)
 	}

@@ -1,14 +1,37 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"context"
+	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+
 	"github.com/sluice-ci/sluice/internal/dockertest"
+	"github.com/sluice-ci/sluice/store"
 )
+
+// removeRunContainers removes what a killed run left, whatever the test
+// found.
+func removeRunContainers(t *testing.T, cli *client.Client, runID string) {
+	ctx := context.Background()
+	left, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", "sluice.run="+runID))})
+	if err != nil {
+		t.Errorf("list the run's containers: %v", err)
+		return
+	}
+	for _, c := range left {
+		_ = cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
+	}
+}
 
 // sluiceIn runs the sluice binary with args in dir and returns its exit code
 // and output.
@@ -170,5 +193,73 @@ func TestLintAgreesWithRunOnInputPaths(t *testing.T) {
 		if run.code != 1 || !strings.Contains(run.stdout, c.why) {
 			t.Errorf("run %v: exit %d, want 1 and %q:\n%s%s", c.args, run.code, c.why, run.stdout, run.stderr)
 		}
+	}
+}
+
+// sluice killed with -9 mid-run leaves its record saying running: runs, show
+// and the report show it interrupted at once (its process is gone), clean
+// records that in the store and removes the container it left, and a rerun
+// reuses the node that had finished.
+func TestKilledRunShowsInterrupted(t *testing.T) {
+	cli := dockertest.Client(t)
+	dockertest.Image(t)
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join("testdata", "run", "killed"))); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "run", "--pull", "never")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "SLUICE_TEST_MAIN=1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stdout)
+	for lines.Scan() && !strings.Contains(lines.Text(), "slow | started") {
+	}
+	if err := cmd.Process.Kill(); err != nil { // SIGKILL: no clean-up, no last record
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, stdout)
+	_ = cmd.Wait()
+	rec := binResult{dir: dir}.lastRun(t)
+	t.Cleanup(func() { removeRunContainers(t, cli, rec.ID) })
+	if rec.Status != store.StatusRunning || rec.Node("slow").Status != store.StatusRunning || rec.Host == "" || rec.PID != cmd.Process.Pid || rec.Heartbeat.IsZero() {
+		t.Fatalf("the killed run's record: status %s, slow %s, host %q, pid %d (was %d), heartbeat %v", rec.Status, rec.Node("slow").Status, rec.Host, rec.PID, cmd.Process.Pid, rec.Heartbeat)
+	}
+
+	runs := sluiceIn(t, dir, "runs")
+	if !strings.Contains(runs.stdout, rec.ID+"\tinterrupted\tp\t") {
+		t.Errorf("runs:\n%s%s", runs.stdout, runs.stderr)
+	}
+	show := sluiceIn(t, dir, "show", rec.ID)
+	for _, want := range []string{"\nquick  succeeded", "\nslow   interrupted", "run " + rec.ID + " interrupted: interrupted: its sluice (pid "} {
+		if !strings.Contains(show.stdout, want) {
+			t.Errorf("show lacks %q:\n%s", want, show.stdout)
+		}
+	}
+	md := sluiceIn(t, dir, "report", "--format", "markdown")
+	if md.code != 1 || !strings.Contains(md.stdout, "the pipeline was interrupted") || !strings.Contains(md.stdout, "💥 interrupted") {
+		t.Errorf("report: exit %d\n%s%s", md.code, md.stdout, md.stderr)
+	}
+
+	clean := sluiceIn(t, dir, "clean")
+	if clean.code != 0 || !strings.Contains(clean.stdout, "marked run "+rec.ID+" interrupted") || !strings.Contains(clean.stdout, "removed 1 container") {
+		t.Errorf("clean: exit %d\n%s%s", clean.code, clean.stdout, clean.stderr)
+	}
+	stored := binResult{dir: dir}.lastRun(t)
+	if stored.Status != store.StatusInterrupted || stored.Node("slow").Status != store.StatusInterrupted || stored.Node("quick").Status != store.StatusSucceeded || stored.Finished.IsZero() {
+		t.Errorf("after clean the record says %s (slow %s, quick %s, finished %v)", stored.Status, stored.Node("slow").Status, stored.Node("quick").Status, stored.Finished)
+	}
+	if again := sluiceIn(t, dir, "clean"); !strings.Contains(again.stdout, "marked 0 runs interrupted") {
+		t.Errorf("a second clean: %s", again.stdout)
+	}
+
+	res, rerun := runIn(t, dir, "-p", "secs=0")
+	if res.code != 0 || rerun.Node("quick").ReusedFrom != rec.ID || rerun.Node("slow").ReusedFrom != "" {
+		t.Errorf("rerun: exit %d, quick reused from %q (want %s), slow from %q\n%s", res.code, rerun.Node("quick").ReusedFrom, rec.ID, rerun.Node("slow").ReusedFrom, res.stdout)
 	}
 }

@@ -77,6 +77,7 @@ func newReportCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return notFoundOr(err)
 			}
+			showLive(rec)
 			file := rec.File
 			if len(args) == 1 {
 				file = args[0]

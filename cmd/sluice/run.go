@@ -226,6 +226,23 @@ func openStoreFlag(url string) (store.Store, error) {
 	return openStore(url, repoRoot(wd))
 }
 
+// openExistingStoreFlag opens --store to write, as openStoreFlag does, but
+// only when it exists: a local store that does not is nil, and is not made.
+func openExistingStoreFlag(url string) (store.Store, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	repo := repoRoot(wd)
+	if st, _, err := openStoreToRead(url, repo); err != nil || st == nil {
+		if err != nil {
+			return nil, &exitError{code: exitFailed, err: err}
+		}
+		return nil, nil
+	}
+	return openStore(url, repo)
+}
+
 func newRunsCmd(stdout io.Writer) *cobra.Command {
 	var storeURL string
 	var limit int
@@ -251,6 +268,7 @@ func newRunsCmd(stdout io.Writer) *cobra.Command {
 					fmt.Fprintf(stdout, "%s\t(unreadable: %v)\n", id, err)
 					continue
 				}
+				showLive(rec)
 				fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\n", rec.ID, rec.Status, printable.Name(rec.Pipeline), printable.Name(shortCommit(rec.Commit)))
 			}
 			return nil
@@ -279,8 +297,12 @@ func newShowCmd(stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			showLive(rec)
 			if len(args) == 1 {
 				fmt.Fprintf(stdout, "run %s: pipeline %q, commit %s, branch %s\n", rec.ID, rec.Pipeline, printable.Name(shortCommit(rec.Commit)), printable.Name(rec.Branch))
+				if rec.Status == store.StatusRunning || rec.Status == store.StatusInterrupted {
+					fmt.Fprintf(stdout, "sluice pid %d on %s, last heartbeat %s\n", rec.PID, printable.Name(orUnknownHost(rec.Host)), rec.Heartbeat.UTC().Format(time.RFC3339))
+				}
 				return runner.WriteSummary(stdout, rec)
 			}
 			n, err := runNode(rec, args[1])
@@ -493,18 +515,34 @@ func writeFileAtomic(dest string, r io.Reader) error {
 }
 
 func newCleanCmd(stdout io.Writer) *cobra.Command {
-	return &cobra.Command{
+	var storeURL string
+	cmd := &cobra.Command{
 		Use:   "clean [RUN]",
-		Short: "Remove containers left by sluice runs that were killed (all, or one run's)",
-		Args:  cobra.MaximumNArgs(1),
+		Short: "Mark runs whose sluice was killed as interrupted, and remove the containers they left (all, or one run's)",
+		Long: "clean records as interrupted each run still marked running whose sluice is gone: on this\n" +
+			"machine its process has ended; anywhere, it has written no heartbeat for a minute. The\n" +
+			"nodes that finished keep their results, which a rerun reuses. Then it removes the\n" +
+			"containers sluice runs left behind.",
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			exec, err := docker.NewFromEnv(docker.Options{})
-			if err != nil {
-				return &exitError{code: exitFailed, err: err}
-			}
 			runID := ""
 			if len(args) == 1 {
 				runID = args[0]
+			}
+			st, err := openExistingStoreFlag(storeURL)
+			if err != nil {
+				return err
+			}
+			if st != nil {
+				n, err := markInterrupted(cmd.Context(), st, runID, stdout)
+				if err != nil {
+					return &exitError{code: exitFailed, err: err}
+				}
+				fmt.Fprintf(stdout, "marked %s interrupted\n", plural(n, "run"))
+			}
+			exec, err := docker.NewFromEnv(docker.Options{})
+			if err != nil {
+				return &exitError{code: exitFailed, err: err}
 			}
 			n, err := exec.Cleanup(cmd.Context(), runID)
 			if err != nil {
@@ -514,6 +552,8 @@ func newCleanCmd(stdout io.Writer) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&storeURL, "store", "", "the store (default .sluice in the repository)")
+	return cmd
 }
 
 // startExecutor makes the Docker executor of a run (credentials from the
