@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluice-ci/sluice/internal/dockertest"
 	"github.com/sluice-ci/sluice/store"
+	"github.com/sluice-ci/sluice/store/file"
 )
 
 // removeRunContainers removes what a killed run left, whatever the test
@@ -261,5 +262,47 @@ func TestKilledRunShowsInterrupted(t *testing.T) {
 	res, rerun := runIn(t, dir, "-p", "secs=0")
 	if res.code != 0 || rerun.Node("quick").ReusedFrom != rec.ID || rerun.Node("slow").ReusedFrom != "" {
 		t.Errorf("rerun: exit %d, quick reused from %q (want %s), slow from %q\n%s", res.code, rerun.Node("quick").ReusedFrom, rec.ID, rerun.Node("slow").ReusedFrom, res.stdout)
+	}
+}
+
+// Commands that only read the store do not make one: artifacts get, runs
+// and show outside a repository with a store say there is none and leave
+// the directory as it was. artifacts get into a directory that does not
+// exist names it; DEST/ makes it.
+func TestReadOnlyCommandsAndMissingDirectories(t *testing.T) {
+	empty := t.TempDir()
+	for _, args := range [][]string{{"artifacts", "get", "20261204T000000.000000Z-abcdef", "n", "x.txt"}, {"runs"}, {"show", "20261204T000000.000000Z-abcdef"}, {"report"}} {
+		res := sluiceIn(t, empty, args...)
+		if res.code != exitUsage || !strings.Contains(res.stderr, "there is no store at "+filepath.Join(empty, ".sluice")) {
+			t.Errorf("%v: exit %d: %s", args, res.code, res.stderr)
+		}
+	}
+	if entries, _ := os.ReadDir(empty); len(entries) > 0 {
+		t.Errorf("read-only commands left %v in the directory", entries)
+	}
+
+	dir := t.TempDir()
+	st, err := file.New(filepath.Join(dir, ".sluice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	d, size, err := store.PutBlob(ctx, st, strings.NewReader("weights"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "20261204T000000.000000Z-abcdef"
+	rec := &store.Run{ID: id, Pipeline: "p", Status: store.StatusSucceeded, Nodes: []*store.NodeRun{
+		{Name: "n", Status: store.StatusSucceeded, Outputs: []store.File{{Path: "models/m.pkl", Digest: d, Size: size}}}}}
+	if err := store.PutRun(ctx, st, rec); err != nil {
+		t.Fatal(err)
+	}
+	res := sluiceIn(t, dir, "artifacts", "get", id, "n", "models/m.pkl", "out/sub/m.pkl")
+	if res.code != exitUsage || !strings.Contains(res.stderr, "the directory out/sub does not exist") || strings.Contains(res.stderr, ".sluice-get") {
+		t.Errorf("into a missing directory: exit %d: %s", res.code, res.stderr)
+	}
+	res = sluiceIn(t, dir, "artifacts", "get", id, "n", "models/m.pkl", "out/sub/")
+	if got, err := os.ReadFile(filepath.Join(dir, "out", "sub", "m.pkl")); res.code != 0 || err != nil || string(got) != "weights" {
+		t.Errorf("into DEST/: exit %d: %s; file %q, %v", res.code, res.stderr, got, err)
 	}
 }

@@ -59,7 +59,7 @@ func newReportCmd(stdout, stderr io.Writer) *cobra.Command {
 			if from != "" {
 				return postFromFile(ctx, c, from, stderr, logger)
 			}
-			st, err := openStoreFlag(storeURL)
+			st, err := openStoreFlagToRead(storeURL, true)
 			if err != nil {
 				return err
 			}

@@ -226,6 +226,28 @@ func openStoreFlag(url string) (store.Store, error) {
 	return openStore(url, repoRoot(wd))
 }
 
+// openStoreFlagToRead opens --store, relative to the current directory's
+// repository, for a command that only reads it: a local store read-only (no
+// lock directory is made), and an error that says so when it does not exist.
+func openStoreFlagToRead(url string, mustExist bool) (store.Store, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	st, where, err := openStoreToRead(url, repoRoot(wd))
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, &exitError{code: exitFailed, err: err}
+	}
+	if st == nil && mustExist {
+		return nil, usageErrorf("there is no store at %s: no run was recorded there (run a pipeline first, or name the store with --store)", where)
+	}
+	return st, nil
+}
+
 // openExistingStoreFlag opens --store to write, as openStoreFlag does, but
 // only when it exists: a local store that does not is nil, and is not made.
 func openExistingStoreFlag(url string) (store.Store, error) {
@@ -234,6 +256,9 @@ func openExistingStoreFlag(url string) (store.Store, error) {
 		return nil, err
 	}
 	repo := repoRoot(wd)
+	if strings.Contains(url, "://") && !strings.HasPrefix(url, "file://") {
+		return openStore(url, repo)
+	}
 	if st, _, err := openStoreToRead(url, repo); err != nil || st == nil {
 		if err != nil {
 			return nil, &exitError{code: exitFailed, err: err}
@@ -251,7 +276,7 @@ func newRunsCmd(stdout io.Writer) *cobra.Command {
 		Short: "List the runs in the store, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := openStoreFlag(storeURL)
+			st, err := openStoreFlagToRead(storeURL, true)
 			if err != nil {
 				return err
 			}
@@ -409,7 +434,7 @@ func writeTries(w io.Writer, pl *store.Placement) {
 
 // openRun opens the store and reads one run's record.
 func openRun(ctx context.Context, storeURL, id string) (store.Store, *store.Run, error) {
-	st, err := openStoreFlag(storeURL)
+	st, err := openStoreFlagToRead(storeURL, true)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -443,7 +468,7 @@ func newArtifactsCmd(stdout io.Writer) *cobra.Command {
 	var storeURL string
 	get := &cobra.Command{
 		Use:   "get RUN NODE PATH [DEST]",
-		Short: "Copy an output of a node out of the store (to DEST, or to stdout with -)",
+		Short: "Copy an output of a node out of the store (to DEST, DEST/ to make the directory, or to stdout with -)",
 		Args:  cobra.RangeArgs(3, 4),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, rec, err := openRun(cmd.Context(), storeURL, args[0])
@@ -475,8 +500,17 @@ func newArtifactsCmd(stdout io.Writer) *cobra.Command {
 				_, err = io.Copy(stdout, rc)
 				return err
 			}
+			if strings.HasSuffix(dest, "/") || strings.HasSuffix(dest, string(filepath.Separator)) {
+				// DEST/ names a directory: made if need be.
+				if err := os.MkdirAll(dest, 0o777); err != nil {
+					return &exitError{code: exitFailed, err: err}
+				}
+			}
 			if st, err := os.Stat(dest); err == nil && st.IsDir() {
 				dest = filepath.Join(dest, filepath.Base(f.Path))
+			}
+			if dir := filepath.Dir(dest); !isDir(dir) {
+				return usageErrorf("cannot write %s: the directory %s does not exist (create it, or end DEST with / to have it made)", dest, dir)
 			}
 			return writeFileAtomic(dest, rc)
 		},
@@ -485,6 +519,11 @@ func newArtifactsCmd(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "artifacts", Short: "Get the outputs of runs out of the store"}
 	cmd.AddCommand(get)
 	return cmd
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
 }
 
 // writeFileAtomic writes a file through a temporary file in the same directory.
