@@ -212,6 +212,8 @@ func pipelineFailures(run *store.Run) []Failure {
 		return []Failure{{Kind: FailPipeline, Reason: why("the pipeline failed")}}
 	case store.StatusCancelled:
 		return []Failure{{Kind: FailPipeline, Reason: why("the pipeline was cancelled")}}
+	case store.StatusInterrupted:
+		return []Failure{{Kind: FailPipeline, Reason: why("the pipeline was interrupted")}}
 	}
 	return []Failure{{Kind: FailPipeline, Reason: why(fmt.Sprintf("the pipeline has not finished (it is %s)", orUnknown(string(run.Status))))}}
 }

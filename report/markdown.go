@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/sluice-ci/sluice/internal/printable"
 	"github.com/sluice-ci/sluice/spec"
 	"github.com/sluice-ci/sluice/store"
 )
@@ -431,6 +432,8 @@ func nodeLabel(n *store.NodeRun) string {
 		s = "⏭️ skipped"
 	case store.StatusCancelled:
 		s = "🚫 cancelled"
+	case store.StatusInterrupted:
+		s = "💥 interrupted"
 	default:
 		s = string(n.Status)
 	}
@@ -452,6 +455,7 @@ func fmtDuration(d time.Duration) string {
 
 // mermaidEscape makes text safe inside a quoted Mermaid label (as spec does).
 func mermaidEscape(s string) string {
+	s = printable.Name(s)
 	return strings.NewReplacer(`"`, "#quot;", "<", "#lt;", ">", "#gt;", "\n", " ", "|", "#124;", "`", "#96;").Replace(s)
 }
 
@@ -618,10 +622,13 @@ func hardCut(s string, limit int, hint string) string {
 	return cut + note
 }
 
+// code writes a name as inline code, quoted when it holds a control
+// character (printable.Name).
 func code(s string) string {
 	if s == "" {
 		return "—"
 	}
+	s = printable.Name(s)
 	s = strings.ReplaceAll(s, "\n", " ")
 	s = strings.ReplaceAll(s, "|", "\\|") // GFM tables split cells at | even in code spans
 	if !strings.Contains(s, "`") {
@@ -633,8 +640,9 @@ func code(s string) string {
 var mdSpecial = strings.NewReplacer(`\`, `\\`, "`", "\\`", "*", `\*`, "_", `\_`, "[", `\[`, "]", `\]`,
 	"<", "&lt;", ">", "&gt;", "|", `\|`, "~", `\~`, "\n", " ")
 
-// escapeText makes text safe as inline Markdown.
-func escapeText(s string) string { return mdSpecial.Replace(s) }
+// escapeText makes text safe as inline Markdown: a newline is a space, other
+// control characters show as escapes (printable.Escape).
+func escapeText(s string) string { return printable.Escape(mdSpecial.Replace(s)) }
 
 func upperFirst(s string) string {
 	r, n := utf8.DecodeRuneInString(s)

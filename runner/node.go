@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/sluice-ci/sluice/internal/printable"
 	"github.com/sluice-ci/sluice/spec"
 	"github.com/sluice-ci/sluice/store"
 )
@@ -91,6 +92,11 @@ func (r *pipelineRun) runNode(ctx context.Context, n *spec.Node) *store.NodeRun 
 		r.printf(n.Name, "environment %q has no mapping in sluice.yaml: the node runs on the local Docker host", slug)
 	}
 	r.setNode(n.Name, func(nr *store.NodeRun) { nr.Status, nr.Inputs = store.StatusRunning, inputFiles })
+	// The record says which nodes run, for a sluice that would find it
+	// left behind; a failed write is the heartbeat's to retry.
+	if err := r.save(ctx); err != nil {
+		r.log.Warn("cannot write the run record", "run", r.rec.ID, "err", err)
+	}
 	if act := evalActions(n, "node-starting", vals, func(msg string) { r.printf(n.Name, "%s", msg) }); act.then != "" {
 		return fail("%s", act.why)
 	}
@@ -900,6 +906,7 @@ func forEach(ctx context.Context, n, workers int, fn func(i int) error) []error 
 // every stdout line that is a JSON object as metadata.
 type nodeLog struct {
 	node     string
+	prefix   string // the node's name as the live log prints it
 	live     io.Writer
 	mu       *sync.Mutex
 	file     *os.File
@@ -913,7 +920,7 @@ func newNodeLog(dir, node string, live io.Writer, mu *sync.Mutex) (*nodeLog, err
 	if err != nil {
 		return nil, fmt.Errorf("make a log file: %w", err)
 	}
-	l := &nodeLog{node: node, live: live, mu: mu, file: f, metadata: map[string]any{}, points: map[string][]any{}}
+	l := &nodeLog{node: node, prefix: printable.Name(node), live: live, mu: mu, file: f, metadata: map[string]any{}, points: map[string][]any{}}
 	l.lw[0] = NewLineWriter(func(line string) { l.line(line, false) })
 	l.lw[1] = NewLineWriter(func(line string) { l.line(line, true) })
 	return l, nil
@@ -935,7 +942,9 @@ func (l *nodeLog) line(line string, stderr bool) {
 	if stderr {
 		sep = " ! "
 	}
-	fmt.Fprintf(l.live, "%s%s%s\n", l.node, sep, line)
+	// The live log is a terminal or a CI log: the line cannot move the
+	// cursor or overwrite the prefix. The stored log keeps the bytes.
+	fmt.Fprintf(l.live, "%s%s%s\n", l.prefix, sep, printable.Line(line))
 	l.mu.Unlock()
 	fmt.Fprintln(l.file, line)
 	if stderr {

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluice-ci/sluice/internal/liveness"
+	"github.com/sluice-ci/sluice/internal/printable"
 	"github.com/sluice-ci/sluice/spec"
 	"github.com/sluice-ci/sluice/spec/expr"
 	"github.com/sluice-ci/sluice/store"
@@ -84,6 +86,13 @@ type Options struct {
 	// called from the scheduler: it must return quickly.
 	OnNodeDone func(nr *store.NodeRun)
 
+	// Process names the sluice process that runs the pipeline, for the run
+	// record; the zero value is this process (liveness.Self).
+	Process liveness.Proc
+	// HeartbeatEvery is how often the record's heartbeat is written while
+	// the run goes; 0 means store.HeartbeatEvery.
+	HeartbeatEvery time.Duration
+
 	// ImageResolver names image digests for reuse when the Executor does not
 	// implement ImageResolver itself (an executor with no Docker daemon on
 	// this host); imageref.Resolver asks the images' registries. With
@@ -129,6 +138,7 @@ type pipelineRun struct {
 	log   *slog.Logger
 
 	mu     sync.Mutex // guards rec and the nodes' results, and writes to opts.Log
+	saved  time.Time  // when rec was last written
 	values map[string]*nodeValues
 	// slots holds a token for each running container: at most Concurrency,
 	// task executions included.
@@ -267,8 +277,13 @@ func newPipelineRun(opts Options) (*pipelineRun, error) {
 			}
 		}
 	}
+	proc := opts.Process
+	if proc.PID == 0 {
+		proc = liveness.Self()
+	}
 	r.rec = &store.Run{ID: opts.RunID, Pipeline: opts.Pipeline.Name, File: opts.Config.File, Commit: opts.Commit,
-		Branch: opts.Branch, PR: opts.PR, Status: store.StatusRunning, Started: now().UTC()}
+		Branch: opts.Branch, PR: opts.PR, Status: store.StatusRunning, Started: now().UTC(),
+		Host: proc.Host, PID: proc.PID, Process: proc.Token}
 	if len(opts.Params) > 0 {
 		r.rec.Parameters = map[string]any{}
 		for k, v := range opts.Params {
@@ -301,13 +316,43 @@ func NewRunID(t time.Time) string {
 	return t.UTC().Format("20060102T150405.000000Z") + "-" + randomHex(3)
 }
 
+// save writes the record, with a new heartbeat.
 func (r *pipelineRun) save(ctx context.Context) error {
 	if r.opts.DryRun {
 		return nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.rec.Heartbeat = r.now().UTC()
+	r.saved = r.rec.Heartbeat
 	return store.PutRun(context.WithoutCancel(ctx), r.opts.Store, r.rec)
+}
+
+// heartbeat writes the record whenever HeartbeatEvery has passed since it
+// was last written, until stop is closed, so that a run whose sluice went
+// away shows as interrupted (store.Run.Stale).
+func (r *pipelineRun) heartbeat(ctx context.Context, stop <-chan struct{}) {
+	every := r.opts.HeartbeatEvery
+	if every <= 0 {
+		every = store.HeartbeatEvery
+	}
+	t := time.NewTicker(every / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			r.mu.Lock()
+			due := r.now().Sub(r.saved) >= every
+			r.mu.Unlock()
+			if due {
+				if err := r.save(ctx); err != nil {
+					r.log.Warn("heartbeat: cannot write the run record", "run", r.rec.ID, "err", err)
+				}
+			}
+		}
+	}
 }
 
 func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
@@ -322,6 +367,14 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 		return nil, err
 	}
 	r.log.Info("run started", "run", r.rec.ID, "pipeline", r.rec.Pipeline, "nodes", len(r.rec.Nodes))
+	if !r.opts.DryRun {
+		stopBeat, beating := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(beating)
+			r.heartbeat(ctx, stopBeat)
+		}()
+		defer func() { close(stopBeat); <-beating }()
+	}
 
 	runCtx, cancelAll := context.WithCancel(ctx)
 	defer cancelAll()
@@ -518,7 +571,7 @@ func (r *pipelineRun) finishSkipped(name, why string) {
 func (r *pipelineRun) printf(node, format string, args ...any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	fmt.Fprintf(r.opts.Log, "%s | sluice: %s\n", node, fmt.Sprintf(format, args...))
+	fmt.Fprintf(r.opts.Log, "%s | sluice: %s\n", printable.Name(node), printable.Escape(fmt.Sprintf(format, args...)))
 }
 
 // action is the outcome of a node's actions: what to do and why.

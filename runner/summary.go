@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sluice-ci/sluice/internal/printable"
 	"github.com/sluice-ci/sluice/store"
 )
 
@@ -26,7 +27,7 @@ func WriteSummary(w io.Writer, rec *store.Run) error {
 		if d := n.Duration(); d > 0 {
 			dur = d.Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, statusText(n), dur, exit, metricsText(n.Metadata, 4))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", printable.Name(n.Name), statusText(n), dur, exit, metricsText(n.Metadata, 4))
 		for _, e := range n.Executions {
 			exit, dur := "-", "-"
 			if e.ExitCode != nil {
@@ -35,7 +36,7 @@ func WriteSummary(w io.Writer, rec *store.Run) error {
 			if d := e.Duration(); d > 0 {
 				dur = d.Round(time.Millisecond).String()
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", e.Variant, statusText(e), dur, exit, metricsText(e.Metadata, 4))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", printable.Name(e.Variant), statusText(e), dur, exit, metricsText(e.Metadata, 4))
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -44,7 +45,7 @@ func WriteSummary(w io.Writer, rec *store.Run) error {
 	writePlacements(w, rec)
 	verdict := fmt.Sprintf("run %s %s", rec.ID, rec.Status)
 	if rec.Reason != "" {
-		verdict += ": " + rec.Reason
+		verdict += ": " + printable.Escape(rec.Reason)
 	}
 	_, err := fmt.Fprintln(w, verdict)
 	return err
@@ -84,7 +85,7 @@ func metricsText(md map[string]any, max int) string {
 			parts = append(parts, fmt.Sprintf("(+%d)", len(keys)-max))
 			break
 		}
-		parts = append(parts, fmt.Sprintf("%s=%v", k, md[k]))
+		parts = append(parts, printable.Name(k)+"="+printable.Escape(fmt.Sprint(md[k])))
 	}
 	return strings.Join(parts, " ")
 }
@@ -117,7 +118,7 @@ func writePlacements(w io.Writer, rec *store.Run) {
 		for _, t := range pl.Tries {
 			outcomes = append(outcomes, t.Outcome)
 		}
-		fmt.Fprintf(w, "%s ran on %s (%s)", name, pl.Environment, where)
+		fmt.Fprintf(w, "%s ran on %s (%s)", printable.Name(name), printable.Name(pl.Environment), where)
 		if len(what) > 0 {
 			fmt.Fprintf(w, ": %s", strings.Join(what, ", "))
 		}

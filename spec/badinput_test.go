@@ -81,3 +81,76 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 }
+
+// Names with control characters print quoted in findings: a step cannot
+// forge lines of lint's output or send terminal escapes.
+func TestFindingsQuoteControlCharacters(t *testing.T) {
+	for _, c := range []struct {
+		name, data string
+		want       []string
+	}{
+		{"schema", "- step:\n    name: \"a\\nb.go: error: forged\"\n    image: x\n    command: x\n    \"bogus\\r\\u001b[2Jkey\": 1\n",
+			[]string{`"bogus\r\x1b[2Jkey"`}},
+		{"lint", "- step:\n    name: \"a\\nb.go: error: forged\"\n    image: \"\"\n    command: x\n" +
+			"- pipeline:\n    name: p\n    nodes:\n      - {name: n, type: execution, step: \"evil\\nstep\"}\n    edges:\n      - [\"n.output.\\u001b]0;x\\u0007\", \"m.input.y\"]\n",
+			[]string{`step "a\nb.go: error: forged"`, `"evil\nstep"`, `"n.output.\x1b]0;x\a -> m.input.y"`}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, diags := Parse("f.yaml", []byte(c.data))
+			if len(diags) == 0 {
+				t.Fatal("no findings")
+			}
+			var all []string
+			for _, d := range diags {
+				s := d.String()
+				if strings.ContainsAny(s, "\n\r\x1b\x07") {
+					t.Errorf("finding holds a control character: %q", s)
+				}
+				all = append(all, s)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(strings.Join(all, "\n"), w) {
+					t.Errorf("findings do not show %s:\n%s", w, strings.Join(all, "\n"))
+				}
+			}
+		})
+	}
+}
+
+// A NUL byte is reported where it is, line and column; an alias bomb gives
+// its one error, with no findings about what it left half-read.
+func TestBadInputPositions(t *testing.T) {
+	_, diags := Parse("f.yaml", []byte("- step:\n    name: ab\x00c\n"))
+	if len(diags) != 1 || diags[0].Line != 2 || diags[0].Col != 13 || !strings.Contains(diags[0].Message, "NUL") {
+		t.Errorf("NUL: %v, want one error at 2:13", diags)
+	}
+	_, diags = Parse("f.yaml", []byte("- step: {name: caf\xe9}\n"))
+	if len(diags) != 1 || diags[0].Line != 1 || diags[0].Col != 19 {
+		t.Errorf("invalid UTF-8: %v, want one error at 1:19", diags)
+	}
+	_, diags = Parse("bomb.yaml", aliasBomb())
+	if len(diags) != 1 || !strings.Contains(diags[0].Message, "refusing to expand") {
+		var all []string
+		for _, d := range diags {
+			all = append(all, d.String())
+		}
+		t.Errorf("alias bomb: %s; want its one error", strings.Join(all, "; "))
+	}
+}
+
+// aliasBomb is a "billion laughs" document: 9^25 strings once expanded.
+func aliasBomb() []byte {
+	var bomb strings.Builder
+	bomb.WriteString("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n")
+	for i := 'b'; i <= 'z'; i++ {
+		bomb.WriteString(string(i) + ": &" + string(i) + " [")
+		for j := 0; j < 9; j++ {
+			if j > 0 {
+				bomb.WriteString(",")
+			}
+			bomb.WriteString("*" + string(i-1))
+		}
+		bomb.WriteString("]\n")
+	}
+	return []byte(bomb.String())
+}

@@ -1,9 +1,12 @@
 package spec
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/sluice-ci/sluice/internal/printable"
 )
 
 // Severity says whether a diagnostic makes the file unusable.
@@ -96,17 +99,59 @@ func (ds Diagnostics) Err() error {
 	return nil
 }
 
-// reporter collects diagnostics for one file.
+// reporter collects diagnostics for one file. It also carries the caller's
+// context, which the long loops of loading, validating and linting look at so
+// that a signal or a timeout stops them.
 type reporter struct {
-	file  string
-	diags Diagnostics
+	file   string
+	diags  Diagnostics
+	errors int             // how many of diags are errors
+	ctx    context.Context // nil: never stopped
+}
+
+// stopped reports whether the caller gave up on this file (its context is
+// done). Loops over the items of a file call it once per item.
+func (r *reporter) stopped() bool {
+	return r.ctx != nil && r.ctx.Err() != nil
 }
 
 func (r *reporter) add(sev Severity, pos Pos, path, format string, args ...any) {
+	if sev == SeverityError {
+		r.errors++
+	}
 	r.diags = append(r.diags, Diagnostic{
-		File: r.file, Line: pos.Line, Col: pos.Col, Severity: sev, Path: path,
-		Message: fmt.Sprintf(format, args...),
+		File: r.file, Line: pos.Line, Col: pos.Col, Severity: sev, Path: printable.Escape(path),
+		Message: fmt.Sprintf(format, safeArgs(args)...),
 	})
+}
+
+// safeArgs makes every string, error and Stringer argument that holds a
+// control character print quoted (see printable.Arg): names come from the
+// file, and a name with a newline in it must not print a line of its own.
+func safeArgs(args []any) []any {
+	for i, a := range args {
+		var s string
+		switch x := a.(type) {
+		case string:
+			s = x
+		case error:
+			s = x.Error()
+		case fmt.Stringer:
+			s = x.String()
+		default:
+			continue
+		}
+		if !printable.Plain(s) {
+			args[i] = printable.Arg(s)
+		}
+	}
+	return args
+}
+
+// merge appends another reporter's findings.
+func (r *reporter) merge(o *reporter) {
+	r.diags = append(r.diags, o.diags...)
+	r.errors += o.errors
 }
 
 func (r *reporter) errorf(pos Pos, path, format string, args ...any) {

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"os"
@@ -227,7 +228,7 @@ func LintEnvironments(cfg *Config, sc *SluiceConfig) Diagnostics {
 			continue
 		}
 		if _, env := sc.EnvironmentOf(s.Name, s.Environment); env == nil {
-			warn(at(s.raw, s.Pos, "environment"), stepLabel(s)+".environment", stepLabel(s), s.Environment)
+			warn(s.fields.at(s.Pos, "environment"), stepLabel(s)+".environment", stepLabel(s), s.Environment)
 		}
 	}
 	for _, p := range cfg.Pipelines {
@@ -262,15 +263,29 @@ func SluiceFile(pipelineFile string) string {
 	return filepath.Join(filepath.Dir(pipelineFile), "sluice.yaml")
 }
 
-// LintFile checks a pipeline file (see ParseFile) and the sluice.yaml beside
-// it, when there is one (see LoadSluiceConfig), and warns about the
-// environments sluice.yaml does not map (see LintEnvironments). It returns
+// LintFile checks a pipeline file (see ParseFile), what a run of it would
+// refuse (see LintRun), and the sluice.yaml beside it, when there is one (see
+// LoadSluiceConfig), and warns about the environments sluice.yaml does not
+// map (see LintEnvironments). It returns
 // the findings about the pipeline file first, in order of position, then
 // those about sluice.yaml.
 func LintFile(name string) (*Config, *SluiceConfig, Diagnostics) {
-	cfg, diags := ParseFile(name)
+	return LintFileContext(context.Background(), name)
+}
+
+// LintFileContext is LintFile that gives up once ctx is done: it then
+// returns no config and one error, that it stopped.
+func LintFileContext(ctx context.Context, name string) (*Config, *SluiceConfig, Diagnostics) {
+	cfg, diags := ParseFileContext(ctx, name)
+	if ctx.Err() != nil {
+		return nil, nil, stoppedDiags(name, ctx)
+	}
 	if st, err := os.Stat(name); err != nil || !st.Mode().IsRegular() {
 		return cfg, nil, diags // a file that cannot be read has no sluice.yaml to speak of
+	}
+	if cfg != nil {
+		diags = append(diags, LintRun(cfg)...)
+		diags.Sort()
 	}
 	sc, scDiags := LoadSluiceConfig(SluiceFile(name), cfg)
 	if cfg != nil && !scDiags.HasErrors() {

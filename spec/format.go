@@ -1,11 +1,14 @@
 package spec
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/sluice-ci/sluice/internal/printable"
 )
 
 // PipelinePlan is a pipeline resolved for display: its layers and the plan of each node.
@@ -21,11 +24,17 @@ type PipelinePlan struct {
 
 // NewPipelinePlan resolves a pipeline for display (see Config.Plan).
 func (c *Config) NewPipelinePlan(p *Pipeline, values map[string]*Value) (*PipelinePlan, error) {
+	return c.NewPipelinePlanContext(context.Background(), p, values)
+}
+
+// NewPipelinePlanContext is NewPipelinePlan that gives up with ctx's error
+// once ctx is done.
+func (c *Config) NewPipelinePlanContext(ctx context.Context, p *Pipeline, values map[string]*Value) (*PipelinePlan, error) {
 	g, err := p.Graph()
 	if err != nil {
 		return nil, err
 	}
-	plans, err := c.Plan(p, values)
+	plans, err := c.PlanContext(ctx, p, values)
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +98,7 @@ func (pp *PipelinePlan) WriteText(w io.Writer) error {
 				}
 				ew.printf("    runs on: %s\n", pp.whereText(np))
 				ew.printf("    image:   %s\n", np.Image)
-				ew.printf("    command: %s\n", indentLines(np.Script, "             "))
+				ew.printf("    command: %s\n", verbatim(indentLines(safeLines(np.Script), "             ")))
 				for _, in := range np.Inputs {
 					src := strings.Join(in.Sources(), ", ")
 					if src == "" {
@@ -242,6 +251,7 @@ func (p *Pipeline) Mermaid(label func(*Node) string) string {
 
 // mermaidEscape makes text safe inside a quoted Mermaid label.
 func mermaidEscape(s string) string {
+	s = printable.Name(s)
 	r := strings.NewReplacer(`"`, "#quot;", "<", "#lt;", ">", "#gt;", "\n", " ", "|", "#124;", "`", "#96;")
 	return r.Replace(s)
 }
@@ -251,10 +261,24 @@ type errWriter struct {
 	err error
 }
 
+// printf writes a line of the plan. Strings with control characters in
+// args print quoted (see safeArgs); a verbatim arg prints as it is.
 func (e *errWriter) printf(format string, args ...any) {
 	if e.err == nil {
-		_, e.err = fmt.Fprintf(e.w, format, args...)
+		_, e.err = fmt.Fprintf(e.w, format, safeArgs(args)...)
 	}
+}
+
+// verbatim is text that printf prints as it is: it is already safe.
+type verbatim string
+
+// safeLines is printable.Line for each line of s.
+func safeLines(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = printable.Line(l)
+	}
+	return strings.Join(lines, "\n")
 }
 
 // Where says where a node runs: the Valohai environment slug that applies

@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
@@ -50,6 +51,40 @@ func FuzzParse(f *testing.F) {
 			_ = pp.WriteText(io.Discard)
 			_ = pp.JSON()
 			_ = p.Mermaid(nil)
+		}
+	})
+}
+
+// FuzzStreamed: a file read a piece at a time gives the findings (and the
+// config, or none) of reading it as one document.
+func FuzzStreamed(f *testing.F) {
+	for _, pattern := range []string{"testdata/conformance/valohai-yaml/*/*.yaml", "testdata/lint/*.yaml"} {
+		files, _ := filepath.Glob(pattern)
+		for _, file := range files {
+			data, err := os.ReadFile(file)
+			if err == nil {
+				f.Add(data)
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !precheck(&reporter{}, data) {
+			return
+		}
+		r := &reporter{file: "f.yaml"}
+		cfg, ok := parseStreamed(r, data, 1)
+		if !ok {
+			return
+		}
+		whole := &reporter{file: "f.yaml"}
+		want := parseDoc(whole, data)
+		r.diags.Sort()
+		whole.diags.Sort()
+		if !reflect.DeepEqual(r.diags, whole.diags) {
+			t.Fatalf("findings differ:\nstreamed: %v\nwhole:    %v", r.diags, whole.diags)
+		}
+		if (cfg == nil) != (want == nil) {
+			t.Fatalf("config %v, one document gives %v", cfg != nil, want != nil)
 		}
 	})
 }

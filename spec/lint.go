@@ -12,19 +12,32 @@ import (
 
 // lint runs the semantic checks on a parsed config: references between
 // objects, sockets, cycles, expressions, parameter defaults.
+// Each loop stops once the caller gives up (r.stopped).
 func lint(r *reporter, cfg *Config) {
 	for _, s := range cfg.Steps {
+		if r.stopped() {
+			return
+		}
 		lintStep(r, s)
 	}
 	for _, t := range cfg.Tasks {
+		if r.stopped() {
+			return
+		}
 		lintTask(r, cfg, t)
 	}
 	for _, e := range cfg.Endpoints {
+		if r.stopped() {
+			return
+		}
 		if len(e.ServerCommand) == 0 && e.WSGI == "" {
 			r.errorf(e.Pos, fmt.Sprintf("endpoint %q", e.Name), "an endpoint needs `server-command` or `wsgi`")
 		}
 	}
 	for _, p := range cfg.Pipelines {
+		if r.stopped() {
+			return
+		}
 		lintPipeline(r, cfg, p)
 	}
 	for _, d := range cfg.Deployments {
@@ -49,16 +62,16 @@ func stepLabel(s *Step) string { return fmt.Sprintf("step %q", s.Name) }
 func lintStep(r *reporter, s *Step) {
 	label := stepLabel(s)
 	if strings.TrimSpace(s.Image) == "" {
-		r.errorf(at(s.raw, s.Pos, "image"), label+".image", "the image is empty; name a container image such as python:3.12")
+		r.errorf(s.fields.at(s.Pos, "image"), label+".image", "the image is empty; name a container image such as python:3.12")
 	}
 	if len(s.Command) == 0 {
-		r.warnf(at(s.raw, s.Pos, "command"), label+".command", "the command is empty: the step does nothing")
+		r.warnf(s.fields.at(s.Pos, "command"), label+".command", "the command is empty: the step does nothing")
 	}
 	if s.RuntimeConfigPreset != "" && s.Environment == "" {
-		r.errorf(at(s.raw, s.Pos, "runtime-config-preset"), label+".runtime-config-preset", "missing `environment`: a runtime config preset needs an environment too")
+		r.errorf(s.fields.at(s.Pos, "runtime-config-preset"), label+".runtime-config-preset", "missing `environment`: a runtime config preset needs an environment too")
 	}
 	if s.StopCondition != "" {
-		lintExpr(r, at(s.raw, s.Pos, "stop-condition"), label+".stop-condition", "stop-condition", s.StopCondition)
+		lintExpr(r, s.fields.at(s.Pos, "stop-condition"), label+".stop-condition", "stop-condition", s.StopCondition)
 	}
 	for i, p := range s.Parameters {
 		lintParameter(r, p, fmt.Sprintf("%s.parameters[%d]", label, i))
@@ -97,7 +110,7 @@ func lintPlaceholders(r *reporter, s *Step, label string) {
 					break
 				}
 				if !starts[off+i] {
-					r.warnf(at(s.raw, s.Pos, "command"), label+".command", "%s... follows an unclosed { earlier in the command, so it is not replaced (placeholders run from a { to the first }); move it out of the braces, e.g. into a shell variable", word)
+					r.warnf(s.fields.at(s.Pos, "command"), label+".command", "%s... follows an unclosed { earlier in the command, so it is not replaced (placeholders run from a { to the first }); move it out of the braces, e.g. into a shell variable", word)
 				}
 				off += i + len(word)
 			}
@@ -105,14 +118,21 @@ func lintPlaceholders(r *reporter, s *Step, label string) {
 		for _, m := range placeholderRe.FindAllStringSubmatch(c, -1) {
 			for _, prefix := range []string{"parameter:", "parameter-value:"} {
 				if name, ok := strings.CutPrefix(m[1], prefix); ok && s.Parameter(name) == nil {
-					r.warnf(at(s.raw, s.Pos, "command"), label+".command", "%s names no parameter of this step: it stays in the command as written%s", m[0], didYouMean(name, paramNames(s.Parameters)))
+					r.warnf(s.fields.at(s.Pos, "command"), label+".command", "%s names no parameter of this step: it stays in the command as written%s", m[0], didYouMean(name, paramNames(s.Parameters)))
 				}
 			}
 		}
 	}
 }
 
+// maxSuggest is the most names a "did you mean" looks through: beyond it,
+// suggesting would make a finding cost time in proportion to the file.
+const maxSuggest = 200
+
 func paramNames(ps []*Parameter) []string {
+	if len(ps) > maxSuggest {
+		return nil
+	}
 	out := make([]string, len(ps))
 	for i, p := range ps {
 		out[i] = p.Name
@@ -121,6 +141,9 @@ func paramNames(ps []*Parameter) []string {
 }
 
 func inputNames(ins []*Input) []string {
+	if len(ins) > maxSuggest {
+		return nil
+	}
 	out := make([]string, len(ins))
 	for i, in := range ins {
 		out[i] = in.Name
@@ -417,6 +440,9 @@ func lintTask(r *reporter, cfg *Config, t *Task) {
 }
 
 func stepNames(cfg *Config) []string {
+	if len(cfg.Steps) > maxSuggest {
+		return nil
+	}
 	out := make([]string, len(cfg.Steps))
 	for i, s := range cfg.Steps {
 		out[i] = s.Name
@@ -425,6 +451,9 @@ func stepNames(cfg *Config) []string {
 }
 
 func nodeNames(p *Pipeline) []string {
+	if len(p.Nodes) > maxSuggest {
+		return nil
+	}
 	out := make([]string, len(p.Nodes))
 	for i, n := range p.Nodes {
 		out[i] = n.Name
@@ -491,6 +520,9 @@ func lintPipeline(r *reporter, cfg *Config, p *Pipeline) {
 	}
 	seen := map[string]int{}
 	for i, n := range p.Nodes {
+		if r.stopped() {
+			return
+		}
 		path := fmt.Sprintf("%s.nodes[%d]", label, i)
 		if j, dup := seen[n.Name]; dup {
 			r.errorf(at(n.raw, n.Pos, "name"), path+".name", "node name %q is already used by nodes[%d]; node names must be unique", n.Name, j)
@@ -506,6 +538,9 @@ func lintPipeline(r *reporter, cfg *Config, p *Pipeline) {
 		lintNode(r, cfg, p, n, path)
 	}
 	for i, e := range p.Edges {
+		if r.stopped() {
+			return
+		}
 		lintEdge(r, cfg, p, e, fmt.Sprintf("%s.edges[%d]", label, i))
 	}
 	for i, pp := range p.Parameters {
@@ -528,7 +563,7 @@ func lintPipeline(r *reporter, cfg *Config, p *Pipeline) {
 			}
 		}
 	}
-	if !r.diags.HasErrors() {
+	if r.errors == 0 {
 		if _, err := p.Graph(); err != nil {
 			r.errorf(p.Pos, label+".edges", "%s", err)
 		}
@@ -617,16 +652,14 @@ func lintNode(r *reporter, cfg *Config, p *Pipeline, n *Node, path string) {
 // the override changes nothing its default is checked against (the step's
 // own checks cover that).
 func overrideParam(step *Step, pr *Parameter) *Parameter {
-	if step == nil || step.Parameter(pr.Name) == nil {
+	if step == nil {
 		return nil
 	}
-	var m *Parameter
-	for _, p := range mergeParams(step.Parameters, []*Parameter{pr}) {
-		if p.Name == pr.Name {
-			c := *p
-			m = &c
-		}
+	bp := step.Parameter(pr.Name)
+	if bp == nil {
+		return nil
 	}
+	m := mergeParam(bp, pr)
 	m.raw, m.Pos = pr.raw, pr.Pos
 	touches := false
 	for _, k := range []string{"default", "type", "min", "max", "choices", "multiple"} {

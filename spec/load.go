@@ -39,28 +39,60 @@ func Load(file string, data []byte) (*Value, Diagnostics) {
 }
 
 func load(r *reporter, data []byte) *Value {
-	if len(data) > MaxFileSize {
-		r.errorf(Pos{}, "", "file is %s; sluice reads pipeline files of at most %d MiB", humanBytes(len(data)), MaxFileSize>>20)
+	if !precheck(r, data) {
 		return nil
 	}
-	if i := bytes.IndexByte(data, 0); i >= 0 && !hasUTF16BOM(data) {
-		line := bytes.Count(data[:i], []byte("\n")) + 1
-		r.errorf(Pos{Line: line, Col: 1}, "", "this is a binary file (it contains a NUL byte), not a YAML text file")
+	root := decodeOne(r, data)
+	if root == nil {
 		return nil
+	}
+	c := newConverter(r, 0)
+	v := c.convert(root, 0)
+	if c.failed {
+		return nil
+	}
+	return v
+}
+
+// precheck refuses what is not a YAML text file of a size sluice reads,
+// before the YAML reader sees it.
+func precheck(r *reporter, data []byte) bool {
+	if len(data) > MaxFileSize {
+		r.errorf(Pos{}, "", "file is %s; sluice reads pipeline files of at most %d MiB", humanBytes(len(data)), MaxFileSize>>20)
+		return false
+	}
+	if i := bytes.IndexByte(data, 0); i >= 0 && !hasUTF16BOM(data) {
+		r.errorf(posAt(data, i), "", "this is a binary file (it contains a NUL byte), not a YAML text file")
+		return false
 	}
 	if !hasUTF16BOM(data) && !utf8.Valid(data) {
 		i := firstInvalidUTF8(data)
-		line := bytes.Count(data[:i], []byte("\n")) + 1
-		r.errorf(Pos{Line: line, Col: 1}, "", "the file is not UTF-8 text (invalid byte 0x%02x); save it as UTF-8", data[i])
-		return nil
+		r.errorf(posAt(data, i), "", "the file is not UTF-8 text (invalid byte 0x%02x); save it as UTF-8", data[i])
+		return false
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		r.errorf(Pos{Line: 1, Col: 1}, "", "the file is empty; a valohai.yaml is a list of steps, pipelines, tasks and endpoints, e.g. `- step: {name: train, image: python:3.12, command: python train.py}`")
-		return nil
+		return false
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
+	return true
+}
+
+// posAt gives the line and column of byte offset i, counting characters
+// (an invalid byte counts as one).
+func posAt(data []byte, i int) Pos {
+	start := bytes.LastIndexByte(data[:i], '\n') + 1
+	return Pos{Line: bytes.Count(data[:start], []byte("\n")) + 1, Col: utf8.RuneCount(data[start:i]) + 1}
+}
+
+// decodeOne reads the file's one YAML document as a node tree, or reports
+// why it cannot. The reader stops when the caller's context is done.
+func decodeOne(r *reporter, data []byte) *yaml.Node {
+	dec := yaml.NewDecoder(&stoppableReader{r: bytes.NewReader(data), rep: r})
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
+		if r.stopped() {
+			return nil
+		}
 		if errors.Is(err, io.EOF) {
 			r.errorf(Pos{Line: 1, Col: 1}, "", "the file holds no YAML document (only comments?); a valohai.yaml is a list of steps, pipelines, tasks and endpoints")
 			return nil
@@ -73,7 +105,9 @@ func load(r *reporter, data []byte) *Value {
 		r.errorf(Pos{Line: extra.Line, Col: extra.Column}, "", "expected a single YAML document, but found another one here (remove the `---` separator)")
 		return nil
 	} else if !errors.Is(err, io.EOF) {
-		reportYAMLError(r, data, err)
+		if !r.stopped() {
+			reportYAMLError(r, data, err)
+		}
 		return nil
 	}
 	root := &doc
@@ -84,12 +118,22 @@ func load(r *reporter, data []byte) *Value {
 		}
 		root = root.Content[0]
 	}
-	c := &converter{r: r, memo: map[*yaml.Node]*Value{}, sizes: map[*Value]int{}}
-	v := c.convert(root, 0)
-	if c.failed {
-		return nil
+	return root
+}
+
+// stoppableReader hands the YAML reader its input a piece at a time and
+// fails once the caller's context is done, so that reading a large file
+// stops on a signal.
+type stoppableReader struct {
+	r   io.Reader
+	rep *reporter
+}
+
+func (s *stoppableReader) Read(p []byte) (int, error) {
+	if s.rep.stopped() {
+		return 0, s.rep.ctx.Err()
 	}
-	return v
+	return s.r.Read(p)
 }
 
 func hasUTF16BOM(data []byte) bool {
@@ -178,14 +222,23 @@ type converter struct {
 	sizes  map[*Value]int        // logical size of shared values
 	total  int
 	failed bool
+	// lineOff is added to the line of every node: a part of a file read on
+	// its own starts at line lineOff+1 of the file.
+	lineOff int
 }
+
+func newConverter(r *reporter, lineOff int) *converter {
+	return &converter{r: r, memo: map[*yaml.Node]*Value{}, sizes: map[*Value]int{}, lineOff: lineOff}
+}
+
+func (c *converter) pos(n *yaml.Node) Pos { return Pos{Line: n.Line + c.lineOff, Col: n.Column} }
 
 func (c *converter) fail(n *yaml.Node, format string, args ...any) *Value {
 	if !c.failed {
-		c.r.errorf(Pos{Line: n.Line, Col: n.Column}, "", format, args...)
+		c.r.errorf(c.pos(n), "", format, args...)
 	}
 	c.failed = true
-	return &Value{Kind: KindNull, Pos: Pos{Line: n.Line, Col: n.Column}}
+	return &Value{Kind: KindNull, Pos: c.pos(n)}
 }
 
 func (c *converter) convert(n *yaml.Node, depth int) *Value {
@@ -195,7 +248,7 @@ func (c *converter) convert(n *yaml.Node, depth int) *Value {
 	if depth > maxDepth {
 		return c.fail(n, "the YAML is nested more than %d levels deep", maxDepth)
 	}
-	pos := Pos{Line: n.Line, Col: n.Column}
+	pos := c.pos(n)
 	explicit := n.Style&yaml.TaggedStyle != 0
 	var v *Value
 	switch n.Kind {
@@ -217,6 +270,9 @@ func (c *converter) convert(n *yaml.Node, depth int) *Value {
 		v = &Value{Kind: KindList, Pos: pos, Items: make([]*Value, 0, len(n.Content))}
 		for _, item := range n.Content {
 			v.Items = append(v.Items, c.convert(item, depth+1))
+			if c.failed {
+				return v
+			}
 		}
 		c.total++
 	case yaml.MappingNode:
@@ -270,7 +326,11 @@ func (c *converter) sizeOf(v *Value) int {
 }
 
 func (c *converter) mapping(n *yaml.Node, depth int) *Value {
-	v := &Value{Kind: KindMap, Pos: Pos{Line: n.Line, Col: n.Column}}
+	v := &Value{Kind: KindMap, Pos: c.pos(n)}
+	if len(n.Content) > 0 {
+		v.Pairs = make([]Pair, 0, len(n.Content)/2)
+	}
+	keys := newPairSet(len(n.Content) / 2)
 	var merged []Pair
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		kn, vn := n.Content[i], n.Content[i+1]
@@ -279,23 +339,34 @@ func (c *converter) mapping(n *yaml.Node, depth int) *Value {
 			continue
 		}
 		key := c.convert(kn, depth+1)
+		if c.failed {
+			// What failed has no position; going on would compare it with
+			// the keys before it.
+			return v
+		}
 		if key.Kind == KindList || key.Kind == KindMap {
 			c.fail(kn, "a list or a mapping cannot be a mapping key")
 			return v
 		}
 		val := c.convert(vn, depth+1)
-		if j := findKey(v.Pairs, key); j >= 0 {
+		if c.failed {
+			return v
+		}
+		if j := keys.find(v.Pairs, key); j >= 0 {
 			c.r.warnf(key.Pos, "", "duplicate key %s: the value on line %d is ignored and this one is used (as Valohai does)", key.Repr(), v.Pairs[j].Key.Pos.Line)
 			v.Pairs[j].Value = val
 			continue
 		}
+		keys.add(key, len(v.Pairs))
 		v.Pairs = append(v.Pairs, Pair{Key: key, Value: val})
 	}
 	if len(merged) > 0 {
 		// Keys written in the mapping win over merged ones.
 		out := make([]Pair, 0, len(merged)+len(v.Pairs))
+		seen := newPairSet(len(merged))
 		for _, p := range merged {
-			if findKey(v.Pairs, p.Key) < 0 && findKey(out, p.Key) < 0 {
+			if keys.find(v.Pairs, p.Key) < 0 && seen.find(out, p.Key) < 0 {
+				seen.add(p.Key, len(out))
 				out = append(out, p)
 			}
 		}
@@ -317,6 +388,7 @@ func (c *converter) mergeSources(n *yaml.Node, depth int) []Pair {
 		return m.Pairs
 	case yaml.SequenceNode:
 		var out []Pair
+		seen := newPairSet(len(src.Content))
 		for _, item := range src.Content {
 			target := item
 			if target.Kind == yaml.AliasNode && target.Alias != nil {
@@ -327,8 +399,12 @@ func (c *converter) mergeSources(n *yaml.Node, depth int) []Pair {
 				return nil
 			}
 			m := c.convert(item, depth+1)
+			if c.failed {
+				return nil
+			}
 			for _, p := range m.Pairs {
-				if findKey(out, p.Key) < 0 {
+				if seen.find(out, p.Key) < 0 {
+					seen.add(p.Key, len(out))
 					out = append(out, p)
 				}
 			}
@@ -360,8 +436,92 @@ func findKey(pairs []Pair, key *Value) int {
 	return -1
 }
 
+// pairSet finds a key among the pairs of one mapping: by scanning them while
+// there are few, through an index once there are many, so that a mapping of
+// many keys is read in time proportional to its size.
+type pairSet struct {
+	idx map[pairKey]int
+}
+
+// pairKey is a scalar key in a comparable form: two keys of the same kind are
+// Equal exactly when their pairKeys are.
+type pairKey struct {
+	kind Kind
+	s    string
+}
+
+const pairSetScan = 16 // mappings of up to this many keys are scanned
+
+func newPairSet(n int) pairSet {
+	if n <= pairSetScan {
+		return pairSet{}
+	}
+	return pairSet{idx: make(map[pairKey]int, n)}
+}
+
+func (ps pairSet) find(pairs []Pair, key *Value) int {
+	if ps.idx == nil {
+		return findKey(pairs, key)
+	}
+	k, ok := keyOf(key)
+	if !ok {
+		return -1
+	}
+	if i, found := ps.idx[k]; found {
+		return i
+	}
+	return -1
+}
+
+func (ps pairSet) add(key *Value, i int) {
+	if ps.idx == nil {
+		return
+	}
+	if k, ok := keyOf(key); ok {
+		ps.idx[k] = i
+	}
+}
+
+// keyOf returns a scalar key's comparable form; ok is false for a key equal
+// to nothing (NaN).
+func keyOf(v *Value) (pairKey, bool) {
+	k := pairKey{kind: v.Kind}
+	switch v.Kind {
+	case KindNull:
+	case KindBool:
+		if v.Bool {
+			k.s = "1"
+		}
+	case KindInt:
+		if v.Big != nil {
+			k.s = v.Big.String()
+		} else {
+			k.s = strconv.FormatInt(v.Int, 10)
+		}
+	case KindFloat:
+		if math.IsNaN(v.Float) {
+			return k, false
+		}
+		f := v.Float
+		if f == 0 {
+			f = 0 // -0 == 0
+		}
+		k.s = strconv.FormatUint(math.Float64bits(f), 16)
+	case KindString:
+		k.s = v.Str
+	case KindTimestamp:
+		k.s = v.Time.UTC().Format(time.RFC3339Nano)
+		if v.Date {
+			k.s += "d"
+		}
+	default:
+		return k, false
+	}
+	return k, true
+}
+
 func (c *converter) scalar(n *yaml.Node, explicit bool) *Value {
-	pos := Pos{Line: n.Line, Col: n.Column}
+	pos := c.pos(n)
 	s := n.Value
 	quoted := n.Style&(yaml.SingleQuotedStyle|yaml.DoubleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) != 0
 	if explicit {

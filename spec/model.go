@@ -14,10 +14,12 @@ type Config struct {
 	Endpoints   []*Endpoint
 	Deployments []*Deployment
 
-	steps, pipelines, tasks map[string]int // name -> index, built by Parse
+	steps, pipelines, tasks, endpoints map[string]int // name -> index, built by Parse
 }
 
-// Index builds name lookups; Parse calls it. Call it again after changing the lists.
+// Index builds name lookups; Parse calls it. Call it again after changing the
+// lists: while the index holds as many names as a list has items, a name it
+// lacks is taken to be in no item.
 func (c *Config) Index() {
 	c.steps, c.pipelines, c.tasks = map[string]int{}, map[string]int{}, map[string]int{}
 	for i, s := range c.Steps {
@@ -25,10 +27,20 @@ func (c *Config) Index() {
 	}
 	for i, p := range c.Pipelines {
 		c.pipelines[p.Name] = i
-		p.Index()
 	}
 	for i, t := range c.Tasks {
 		c.tasks[t.Name] = i
+	}
+	c.endpoints = map[string]int{}
+	for i, e := range c.Endpoints {
+		c.endpoints[e.Name] = i
+	}
+	c.indexPipelines()
+}
+
+func (c *Config) indexPipelines() {
+	for _, p := range c.Pipelines {
+		p.Index()
 	}
 }
 
@@ -36,6 +48,9 @@ func (c *Config) Index() {
 func (c *Config) Step(name string) *Step {
 	if i, ok := c.steps[name]; ok && i < len(c.Steps) && c.Steps[i].Name == name {
 		return c.Steps[i]
+	}
+	if len(c.steps) == len(c.Steps) {
+		return nil // the index is whole: no such name (see Index)
 	}
 	for _, s := range c.Steps {
 		if s.Name == name {
@@ -50,6 +65,9 @@ func (c *Config) Pipeline(name string) *Pipeline {
 	if i, ok := c.pipelines[name]; ok && i < len(c.Pipelines) && c.Pipelines[i].Name == name {
 		return c.Pipelines[i]
 	}
+	if len(c.pipelines) == len(c.Pipelines) {
+		return nil // the index is whole: no such name (see Index)
+	}
 	for _, p := range c.Pipelines {
 		if p.Name == name {
 			return p
@@ -63,6 +81,9 @@ func (c *Config) Task(name string) *Task {
 	if i, ok := c.tasks[name]; ok && i < len(c.Tasks) && c.Tasks[i].Name == name {
 		return c.Tasks[i]
 	}
+	if len(c.tasks) == len(c.Tasks) {
+		return nil // the index is whole: no such name (see Index)
+	}
 	for _, t := range c.Tasks {
 		if t.Name == name {
 			return t
@@ -73,6 +94,12 @@ func (c *Config) Task(name string) *Task {
 
 // Endpoint returns the endpoint with the given name, or nil.
 func (c *Config) Endpoint(name string) *Endpoint {
+	if i, ok := c.endpoints[name]; ok && i < len(c.Endpoints) && c.Endpoints[i].Name == name {
+		return c.Endpoints[i]
+	}
+	if len(c.endpoints) == len(c.Endpoints) {
+		return nil
+	}
 	for _, e := range c.Endpoints {
 		if e.Name == name {
 			return e
@@ -109,11 +136,55 @@ type Step struct {
 	Category      string
 	CacheVolumes  []string
 	Pos           Pos
-	raw           *Value // the source mapping, for positions of fields
+	fields        fieldPos // where the fields of stepFields were written
+	// params and inputs index Parameters and Inputs by name when the step
+	// was read from a file.
+	params, inputs map[string]int
+}
+
+// stepFields are the fields of a step that findings point at.
+var stepFields = []string{"image", "command", "runtime-config-preset", "stop-condition", "environment"}
+
+// fieldPos records where the value of each field of a mapping was written,
+// so that a finding about a field points at it once the values read from
+// the file are gone.
+type fieldPos []keyPos
+
+type keyPos struct {
+	key string
+	pos Pos
+}
+
+// fieldsOf records the positions of the fields of v named in keys (the ones
+// findings are about), and only those.
+func fieldsOf(v *Value, keys ...string) fieldPos {
+	var f fieldPos
+	for _, k := range keys {
+		if x := v.Get(k); x != nil && x.Pos.Line > 0 {
+			f = append(f, keyPos{k, x.Pos})
+		}
+	}
+	return f
+}
+
+// at returns where the field key was written, or pos when it was not.
+func (f fieldPos) at(pos Pos, key string) Pos {
+	for _, kp := range f {
+		if kp.key == key {
+			return kp.pos
+		}
+	}
+	return pos
 }
 
 // Parameter returns the step's parameter with the given name, or nil.
 func (s *Step) Parameter(name string) *Parameter {
+	if i, ok := s.params[name]; ok && i < len(s.Parameters) && s.Parameters[i].Name == name {
+		return s.Parameters[i]
+	}
+	if s.params != nil && len(s.params) == len(s.Parameters) {
+		return nil
+	}
 	for _, p := range s.Parameters {
 		if p.Name == name {
 			return p
@@ -124,6 +195,12 @@ func (s *Step) Parameter(name string) *Parameter {
 
 // Input returns the step's input with the given name, or nil.
 func (s *Step) Input(name string) *Input {
+	if i, ok := s.inputs[name]; ok && i < len(s.Inputs) && s.Inputs[i].Name == name {
+		return s.Inputs[i]
+	}
+	if s.inputs != nil && len(s.inputs) == len(s.Inputs) {
+		return nil
+	}
 	for _, in := range s.Inputs {
 		if in.Name == name {
 			return in
@@ -189,6 +266,9 @@ type Input struct {
 	// Download is "always" or "on-demand".
 	Download string
 	Pos      Pos
+	// defaultPos holds where each of Default was written, when it was read
+	// from a file.
+	defaultPos []Pos
 }
 
 // Output is an informational declaration of an output file.
@@ -328,7 +408,8 @@ type Pipeline struct {
 	ShortForm bool
 	Pos       Pos
 
-	nodes map[string]int
+	nodes   map[string]int
+	indexed int // len(Nodes) when nodes was built
 }
 
 // Index builds the node lookup; Parse calls it.
@@ -337,12 +418,16 @@ func (p *Pipeline) Index() {
 	for i := len(p.Nodes) - 1; i >= 0; i-- {
 		p.nodes[p.Nodes[i].Name] = i // the first node of a repeated name wins
 	}
+	p.indexed = len(p.Nodes)
 }
 
 // Node returns the node with the given name, or nil.
 func (p *Pipeline) Node(name string) *Node {
 	if i, ok := p.nodes[name]; ok && i < len(p.Nodes) && p.Nodes[i].Name == name {
 		return p.Nodes[i]
+	}
+	if p.nodes != nil && p.indexed == len(p.Nodes) {
+		return nil
 	}
 	for _, n := range p.Nodes {
 		if n.Name == name {

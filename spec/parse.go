@@ -1,6 +1,8 @@
 package spec
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,16 +13,24 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // ParseFile reads, validates and lints a pipeline file. A file that cannot be
 // read is reported as a diagnostic too.
 func ParseFile(name string) (*Config, Diagnostics) {
+	return ParseFileContext(context.Background(), name)
+}
+
+// ParseFileContext is ParseFile that gives up once ctx is done (see
+// ParseContext).
+func ParseFileContext(ctx context.Context, name string) (*Config, Diagnostics) {
 	data, err := readLimited(name)
 	if err != nil {
 		return nil, Diagnostics{{File: name, Severity: SeverityError, Message: err.Error()}}
 	}
-	return Parse(name, data)
+	return ParseContext(ctx, name, data)
 }
 
 func readLimited(name string) ([]byte, error) {
@@ -42,23 +52,32 @@ func readLimited(name string) ([]byte, error) {
 	if st.Size() > MaxFileSize {
 		return nil, fmt.Errorf("file is %s; sluice reads pipeline files of at most %d MiB", humanBytes(int(min(st.Size(), math.MaxInt32))), MaxFileSize>>20)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
+	// One buffer of the file's size (and a byte to notice growth), not the
+	// doublings of reading to the end.
+	buf := bytes.NewBuffer(make([]byte, 0, st.Size()+1))
+	if _, err := buf.ReadFrom(io.LimitReader(f, MaxFileSize+1)); err != nil {
 		return nil, fmt.Errorf("cannot read: %w", err)
 	}
-	return data, nil
+	return buf.Bytes(), nil
 }
 
 // Parse validates a valohai.yaml the way Valohai does (YAML 1.1, its schema,
 // then semantic checks) and returns the config and every finding. The config
 // is nil when there is any error.
 func Parse(file string, data []byte) (*Config, Diagnostics) {
-	r := &reporter{file: file}
-	root := load(r, data)
-	if root == nil {
-		return nil, r.diags
+	return ParseContext(context.Background(), file, data)
+}
+
+// ParseContext is Parse that gives up once ctx is done (a signal, a timeout):
+// it then returns a nil config and one error, that it stopped. Reading,
+// checking and linting take time in proportion to the file's size, and
+// memory in proportion to what the file declares.
+func ParseContext(ctx context.Context, file string, data []byte) (*Config, Diagnostics) {
+	r := &reporter{file: file, ctx: ctx}
+	cfg := parse(r, data)
+	if r.stopped() {
+		return nil, stoppedDiags(file, ctx)
 	}
-	cfg := parseValue(r, root)
 	r.diags.Sort()
 	if r.diags.HasErrors() {
 		return nil, r.diags
@@ -66,39 +85,191 @@ func Parse(file string, data []byte) (*Config, Diagnostics) {
 	return cfg, r.diags
 }
 
-// parseValue runs everything after loading: the short form, the schema, the
-// model, the semantic checks.
+func stoppedDiags(file string, ctx context.Context) Diagnostics {
+	return Diagnostics{{File: file, Severity: SeverityError, Message: fmt.Sprintf("stopped before the end: %v", context.Cause(ctx))}}
+}
+
+// parse reads the file a few items at a time when it has the plain shape
+// (see stream.go), else as one document; both give the same config and
+// findings.
+func parse(r *reporter, data []byte) *Config {
+	if !precheck(r, data) {
+		return nil
+	}
+	if cfg, ok := parseStreamed(r, data, chunkSize); ok {
+		return cfg
+	}
+	if r.stopped() {
+		return nil
+	}
+	return parseDoc(r, data)
+}
+
+// parseStreamed reads the file in chunks of about size bytes (see
+// stream.go). It returns false when the file does not read that way.
+func parseStreamed(r *reporter, data []byte, size int) (*Config, bool) {
+	chunks := splitItems(data, size)
+	if chunks == nil {
+		return nil, false
+	}
+	scratch := &reporter{file: r.file, ctx: r.ctx}
+	ip := newItemParser(scratch)
+	if err := streamItems(scratch, data, chunks, ip); err != nil {
+		return nil, false
+	}
+	return ip.finish(r), true
+}
+
+// parseDoc reads the file as one YAML document.
+func parseDoc(r *reporter, data []byte) *Config {
+	n := decodeOne(r, data)
+	if n == nil {
+		return nil
+	}
+	c := newConverter(r, 0)
+	if n.Kind == yaml.SequenceNode && n.Style&yaml.TaggedStyle == 0 && n.Anchor == "" {
+		// Each item is turned into values, checked and built in turn, and its
+		// YAML tree dropped.
+		ip := newItemParser(r)
+		ip.rootPos = c.pos(n)
+		for i, item := range n.Content {
+			v := c.convert(item, 1)
+			if c.failed || r.stopped() {
+				return nil
+			}
+			n.Content[i] = nil
+			ip.add(i, v)
+		}
+		if c.total++; c.total > maxValues {
+			c.fail(n, "the YAML expands to more than %d values (aliases that multiply?); refusing to expand it", maxValues)
+			return nil
+		}
+		return ip.finish(nil)
+	}
+	root := c.convert(n, 0)
+	if c.failed {
+		return nil
+	}
+	return parseValue(r, root)
+}
+
+// parseValue runs everything after loading on a document: the short form,
+// the schema, the model, the semantic checks.
 func parseValue(r *reporter, root *Value) *Config {
-	short := expandShortForms(r, root)
-	if r.diags.HasErrors() {
+	if root.Kind != KindList {
+		vd := &validator{r: r}
+		vd.check(schFile, root, nil, nil)
+		for _, e := range sortedErrs(vd.errs) {
+			r.errorf(e.pos, "", "%s", e.msg)
+		}
+		if len(vd.errs) > 0 || r.stopped() {
+			return nil
+		}
+		return &Config{File: r.file}
+	}
+	ip := newItemParser(r)
+	ip.rootPos = root.Pos
+	for i, item := range root.Items {
+		if r.stopped() {
+			return nil
+		}
+		ip.add(i, item)
+	}
+	return ip.finish(nil)
+}
+
+// itemParser takes the top-level items of a file one at a time through the
+// short form, the schema and the model, keeping what each stage finds apart,
+// so that the findings are those of running each stage over the whole file
+// in turn: a short-form error hides the schema's findings, a schema error
+// the model's.
+type itemParser struct {
+	load    *reporter // where the findings of reading went; also its file and context
+	short   *reporter // short-form findings
+	build   *reporter // the model's findings
+	schema  []verr    // with paths already rendered
+	failed  bool      // a short-form or schema error: the model is built no further
+	b       *builder
+	cfg     *Config
+	rootPos Pos
+}
+
+func newItemParser(load *reporter) *itemParser {
+	short := &reporter{file: load.file, ctx: load.ctx}
+	build := &reporter{file: load.file, ctx: load.ctx}
+	ip := &itemParser{load: load, short: short, build: build, cfg: &Config{File: load.file}}
+	ip.b = newBuilder(build)
+	return ip
+}
+
+// add takes item idx of the file's top-level list.
+func (ip *itemParser) add(idx int, item *Value) {
+	if ip.short.stopped() {
+		return
+	}
+	shortPl := expandShortForm(ip.short, item, idx)
+	if ip.short.errors > 0 {
+		ip.failed = true
+	}
+	if ip.short.errors == 0 {
+		vd := &validator{r: ip.short}
+		vd.check(schItem, item, path{idx}, &Value{Kind: KindList, Pos: ip.rootPos})
+		for _, e := range vd.errs {
+			e.rendered = renderItemPath(item, e.path)
+			e.path = nil
+			ip.schema = append(ip.schema, e)
+		}
+		if len(vd.errs) > 0 {
+			ip.failed = true
+		}
+	}
+	if !ip.failed {
+		ip.b.item(ip.cfg, idx, item, shortPl)
+	}
+}
+
+// finish returns the config, or nil when the file has errors, and puts the
+// findings into r (nil: the reporter the items were read with).
+func (ip *itemParser) finish(r *reporter) *Config {
+	if r == nil {
+		r = ip.load
+	} else {
+		r.merge(ip.load)
+	}
+	r.merge(ip.short)
+	if ip.short.errors > 0 || r.stopped() {
 		return nil
 	}
-	vd := &validator{}
-	vd.check(schFile, root, nil, nil)
-	for _, e := range sortedErrs(vd.errs) {
-		r.errorf(e.pos, renderPath(root, e.path), "%s", e.msg)
-	}
-	if len(vd.errs) > 0 {
+	if len(ip.schema) > 0 {
+		for _, e := range sortedErrs(ip.schema) {
+			r.errorf(e.pos, e.rendered, "%s", e.msg)
+		}
 		return nil
 	}
-	b := &builder{r: r, root: root, short: short}
-	cfg := b.config()
-	if r.diags.HasErrors() {
+	r.merge(ip.build)
+	if ip.build.errors > 0 {
 		return nil
 	}
+	cfg := ip.cfg
+	// The builder's name indexes are the config's.
+	cfg.steps, cfg.pipelines, cfg.tasks, cfg.endpoints = ip.b.steps, ip.b.pipelines, ip.b.tasks, ip.b.endpoints
+	cfg.indexPipelines()
 	lint(r, cfg)
+	if r.stopped() || r.errors > 0 {
+		return nil
+	}
 	return cfg
 }
 
-// renderPath names a location for people: `pipeline "train".nodes[1].step`.
-func renderPath(root *Value, pt path) string {
+// renderItemPath names a location inside a top-level item for people:
+// `pipeline "train".nodes[1].step`. The path starts with the item's index.
+func renderItemPath(item *Value, pt path) string {
 	if len(pt) == 0 {
 		return ""
 	}
 	var b strings.Builder
 	i := 0
-	if idx, ok := pt[0].(int); ok && root != nil && root.Kind == KindList && idx < len(root.Items) {
-		item := root.Items[idx]
+	if idx, ok := pt[0].(int); ok {
 		if len(pt) > 1 {
 			if kind, ok := pt[1].(string); ok {
 				b.WriteString(itemLabel(kind, item.Get(kind), idx))
@@ -131,15 +302,13 @@ func itemLabel(kind string, v *Value, idx int) string {
 	return fmt.Sprintf("%s (item %d)", kind, idx+1)
 }
 
-// expandShortForms rewrites pipelines written with `connections: [[a.output.x,
-// b.input.y]]` (where the nodes are the steps themselves) into nodes and edges,
-// with a warning that Valohai would reject the file.
-func expandShortForms(r *reporter, root *Value) map[*Value]bool {
-	short := map[*Value]bool{}
-	if root.Kind != KindList {
-		return short
-	}
-	for idx, item := range root.Items {
+// expandShortForm rewrites a pipeline item written with `connections:
+// [[a.output.x, b.input.y]]` (where the nodes are the steps themselves) into
+// nodes and edges, with a warning that Valohai would reject the file. It
+// returns the pipeline it rewrote, or nil.
+func expandShortForm(r *reporter, item *Value, idx int) *Value {
+	var short *Value
+	{
 		for _, kind := range []string{"pipeline", "blueprint"} {
 			pl := item.Get(kind)
 			if pl == nil || pl.Kind != KindMap || !pl.Has("connections") {
@@ -193,18 +362,23 @@ func expandShortForms(r *reporter, root *Value) map[*Value]bool {
 				pairs = append(pairs, Pair{Key: NewString("edges"), Value: &Value{Kind: KindList, Pos: conns.Pos, Items: edges}})
 			}
 			pl.Pairs = pairs
-			short[pl] = true
+			short = pl
 		}
 	}
 	return short
 }
 
-// builder turns a schema-valid document into the model, reporting what the
+// builder turns schema-valid items into the model, reporting what the
 // schema cannot say (sockets, durations, the reference parser's crashes).
 type builder struct {
-	r     *reporter
-	root  *Value
-	short map[*Value]bool // pipelines written in the short form
+	r *reporter
+	// One name index per kind, so that a file of many items is read in time
+	// proportional to its length.
+	steps, tasks, endpoints, pipelines, deployments map[string]int
+}
+
+func newBuilder(r *reporter) *builder {
+	return &builder{r: r, steps: map[string]int{}, tasks: map[string]int{}, endpoints: map[string]int{}, pipelines: map[string]int{}, deployments: map[string]int{}}
 }
 
 func getStr(v *Value, key string) string {
@@ -265,83 +439,65 @@ func getResources(v *Value) *Resources {
 	return res
 }
 
-func (b *builder) config() *Config {
-	cfg := &Config{File: b.r.file}
-	for idx, item := range b.root.Items {
-		kinds := []string{"step", "task", "endpoint", "pipeline", "blueprint", "deployment"}
-		var found []string
-		for _, k := range kinds {
-			if item.Has(k) {
-				found = append(found, k)
-			}
-		}
-		if len(found) == 0 {
-			var keys []string
-			for _, p := range item.Pairs {
-				keys = append(keys, p.Key.String())
-			}
-			what := "an empty item"
-			if len(keys) > 0 {
-				what = "unknown kind of item " + quoteList(keys)
-			}
-			b.r.warnf(item.Pos, fmt.Sprintf("item %d", idx+1), "%s: sluice and Valohai read step, pipeline, task, endpoint and deployment; this item is ignored", what)
-			continue
-		}
-		kind := found[0]
-		if len(found) > 1 {
-			b.r.warnf(item.Pos, fmt.Sprintf("item %d", idx+1), "item has %s: only the %s is read (as Valohai does); put each in its own list item", quoteList(found), kind)
-		}
-		v := item.Get(kind)
-		label := itemLabel(kind, v, idx)
-		switch kind {
-		case "step":
-			s := b.step(v, label)
-			cfg.Steps = addNamed(b.r, cfg.Steps, s, s.Name, "step", v)
-		case "task":
-			t := b.task(v, label)
-			cfg.Tasks = addNamed(b.r, cfg.Tasks, t, t.Name, "task", v)
-		case "endpoint":
-			e := b.endpoint(v)
-			cfg.Endpoints = addNamed(b.r, cfg.Endpoints, e, e.Name, "endpoint", v)
-		case "pipeline", "blueprint":
-			pl := b.pipeline(v, label)
-			cfg.Pipelines = addNamed(b.r, cfg.Pipelines, pl, pl.Name, "pipeline", v)
-		case "deployment":
-			d := &Deployment{Name: getStr(v, "name"), Target: getStr(v.Get("defaults"), "target"), Pos: v.Pos}
-			cfg.Deployments = addNamed(b.r, cfg.Deployments, d, d.Name, "deployment", v)
+var itemKinds = []string{"step", "task", "endpoint", "pipeline", "blueprint", "deployment"}
+
+// item builds top-level item idx into cfg. short is the pipeline that
+// expandShortForm rewrote, if any.
+func (b *builder) item(cfg *Config, idx int, item, short *Value) {
+	var found []string
+	for _, k := range itemKinds {
+		if item.Has(k) {
+			found = append(found, k)
 		}
 	}
-	cfg.Index()
-	return cfg
+	if len(found) == 0 {
+		var keys []string
+		for _, p := range item.Pairs {
+			keys = append(keys, p.Key.String())
+		}
+		what := "an empty item"
+		if len(keys) > 0 {
+			what = "unknown kind of item " + quoteList(keys)
+		}
+		b.r.warnf(item.Pos, fmt.Sprintf("item %d", idx+1), "%s: sluice and Valohai read step, pipeline, task, endpoint and deployment; this item is ignored", what)
+		return
+	}
+	kind := found[0]
+	if len(found) > 1 {
+		b.r.warnf(item.Pos, fmt.Sprintf("item %d", idx+1), "item has %s: only the %s is read (as Valohai does); put each in its own list item", quoteList(found), kind)
+	}
+	v := item.Get(kind)
+	label := itemLabel(kind, v, idx)
+	switch kind {
+	case "step":
+		s := b.step(v, label)
+		cfg.Steps = addNamed(b.r, b.steps, cfg.Steps, s, s.Name, "step", v)
+	case "task":
+		t := b.task(v, label)
+		cfg.Tasks = addNamed(b.r, b.tasks, cfg.Tasks, t, t.Name, "task", v)
+	case "endpoint":
+		e := b.endpoint(v)
+		cfg.Endpoints = addNamed(b.r, b.endpoints, cfg.Endpoints, e, e.Name, "endpoint", v)
+	case "pipeline", "blueprint":
+		pl := b.pipeline(v, label, v == short)
+		cfg.Pipelines = addNamed(b.r, b.pipelines, cfg.Pipelines, pl, pl.Name, "pipeline", v)
+	case "deployment":
+		d := &Deployment{Name: getStr(v, "name"), Target: getStr(v.Get("defaults"), "target"), Pos: v.Pos}
+		cfg.Deployments = addNamed(b.r, b.deployments, cfg.Deployments, d, d.Name, "deployment", v)
+	}
 }
 
 // addNamed appends an object, or replaces an earlier one of the same name in
-// place (the later definition wins, as in Valohai) with a warning.
-func addNamed[T any](r *reporter, list []T, obj T, name, kind string, v *Value) []T {
-	for i := range list {
-		if nameOf(list[i]) == name {
-			r.warnf(v.Pos, fmt.Sprintf("%s %q", kind, name), "duplicate %s name %q: this definition replaces the earlier one", kind, name)
-			list[i] = obj
-			return list
-		}
+// place (the later definition wins, as in Valohai) with a warning. index
+// maps the names in list to their places.
+func addNamed[T any](r *reporter, index map[string]int, list []T, obj T, name, kind string, v *Value) []T {
+	if i, ok := index[name]; ok {
+		r.warnf(v.Pos, fmt.Sprintf("%s %q", kind, name), "duplicate %s name %q: this definition replaces the earlier one", kind, name)
+		list[i] = obj
+		return list
 	}
+	index[name] = len(list)
 	return append(list, obj)
-}
-
-func nameOf(x any) string {
-	switch o := x.(type) {
-	case *Step:
-		return o.Name
-	case *Task:
-		return o.Name
-	case *Endpoint:
-		return o.Name
-	case *Pipeline:
-		return o.Name
-	case *Deployment:
-		return o.Name
-	}
-	return ""
 }
 
 func (b *builder) step(v *Value, label string) *Step {
@@ -352,10 +508,16 @@ func (b *builder) step(v *Value, label string) *Step {
 		StopCondition: getStr(v, "stop-condition"), Description: getStr(v, "description"),
 		Icon: getStr(v, "icon"), Category: getStr(v, "category"), Pos: v.Pos,
 		EnvVarGroups: strList(v.Get("environment-variable-groups")), CacheVolumes: strList(v.Get("cache-volumes")),
-		Resources: getResources(v.Get("resources")), raw: v,
+		Resources: getResources(v.Get("resources")), fields: fieldsOf(v, stepFields...),
 	}
 	s.Parameters = b.parameters(v.Get("parameters"), label+".parameters")
 	s.Inputs = b.inputs(v.Get("inputs"), label+".inputs")
+	if len(s.Parameters) > 8 {
+		s.params = indexNames(s.Parameters, func(p *Parameter) string { return p.Name })
+	}
+	if len(s.Inputs) > 8 {
+		s.inputs = indexNames(s.Inputs, func(in *Input) string { return in.Name })
+	}
 	s.EnvVars = b.envVars(v.Get("environment-variables"), label+".environment-variables")
 	s.Mounts = b.mounts(v.Get("mounts"))
 	if outs := v.Get("outputs"); outs != nil {
@@ -373,6 +535,7 @@ func (b *builder) parameters(v *Value, where string) []*Parameter {
 		return nil
 	}
 	var out []*Parameter
+	seen := map[string]int{}
 	for i, pv := range v.Items {
 		p := &Parameter{
 			Name: getStr(pv, "name"), Type: ParamType(getStr(pv, "type")), Optional: getBool(pv, "optional", false),
@@ -410,21 +573,15 @@ func (b *builder) parameters(v *Value, where string) []*Parameter {
 		} else {
 			p.PassTrueAs, p.PassFalseAs = "", ""
 		}
-		out = b.addUnique(out, p, p.Name, "parameter", path, pv)
+		if j, dup := seen[p.Name]; dup {
+			b.r.warnf(pv.Pos, path, "duplicate parameter name %q: this definition replaces the earlier one", p.Name)
+			out[j] = p
+			continue
+		}
+		seen[p.Name] = len(out)
+		out = append(out, p)
 	}
 	return out
-}
-
-// addUnique appends a named item, replacing an earlier one of the same name with a warning.
-func (b *builder) addUnique(list []*Parameter, p *Parameter, name, kind, path string, v *Value) []*Parameter {
-	for i, q := range list {
-		if q.Name == name {
-			b.r.warnf(v.Pos, path, "duplicate %s name %q: this definition replaces the earlier one", kind, name)
-			list[i] = p
-			return list
-		}
-	}
-	return append(list, p)
 }
 
 func (b *builder) inputs(v *Value, where string) []*Input {
@@ -432,6 +589,7 @@ func (b *builder) inputs(v *Value, where string) []*Input {
 		return nil
 	}
 	var out []*Input
+	seen := map[string]int{}
 	for i, iv := range v.Items {
 		in := &Input{
 			Name: getStr(iv, "name"), Default: strList(iv.Get("default")), Optional: getBool(iv, "optional", false),
@@ -441,6 +599,13 @@ func (b *builder) inputs(v *Value, where string) []*Input {
 		if in.Download == "" {
 			in.Download = "always"
 		}
+		if d := iv.Get("default"); d.IsString() {
+			in.defaultPos = []Pos{d.Pos}
+		} else if d != nil {
+			for _, it := range d.Items {
+				in.defaultPos = append(in.defaultPos, it.Pos)
+			}
+		}
 		if kd := iv.Get("keep-directories"); kd != nil {
 			switch {
 			case kd.Kind == KindBool && kd.Bool:
@@ -449,16 +614,13 @@ func (b *builder) inputs(v *Value, where string) []*Input {
 				in.KeepDirectories = kd.Str
 			}
 		}
-		dup := false
-		for j, o := range out {
-			if o.Name == in.Name {
-				b.r.warnf(iv.Pos, fmt.Sprintf("%s[%d]", where, i), "duplicate input name %q: this definition replaces the earlier one", in.Name)
-				out[j], dup = in, true
-			}
+		if j, dup := seen[in.Name]; dup {
+			b.r.warnf(iv.Pos, fmt.Sprintf("%s[%d]", where, i), "duplicate input name %q: this definition replaces the earlier one", in.Name)
+			out[j] = in
+			continue
 		}
-		if !dup {
-			out = append(out, in)
-		}
+		seen[in.Name] = len(out)
+		out = append(out, in)
 	}
 	return out
 }
@@ -468,18 +630,16 @@ func (b *builder) envVars(v *Value, where string) []*EnvVar {
 		return nil
 	}
 	var out []*EnvVar
+	seen := map[string]int{}
 	for _, ev := range v.Items {
 		e := &EnvVar{Name: getStr(ev, "name"), Default: getStr(ev, "default"), HasDefault: ev.Get("default").IsString(),
 			Optional: getBool(ev, "optional", true), Description: getStr(ev, "description"), Pos: ev.Pos}
-		dup := false
-		for j, o := range out {
-			if o.Name == e.Name {
-				out[j], dup = e, true
-			}
+		if j, dup := seen[e.Name]; dup {
+			out[j] = e
+			continue
 		}
-		if !dup {
-			out = append(out, e)
-		}
+		seen[e.Name] = len(out)
+		out = append(out, e)
 	}
 	return out
 }
@@ -639,16 +799,21 @@ func (b *builder) endpoint(v *Value) *Endpoint {
 	return e
 }
 
-func (b *builder) pipeline(v *Value, label string) *Pipeline {
-	pl := &Pipeline{Name: getStr(v, "name"), Pos: v.Pos,
-		ShortForm: b.short[v]}
+func (b *builder) pipeline(v *Value, label string, short bool) *Pipeline {
+	pl := &Pipeline{Name: getStr(v, "name"), Pos: v.Pos, ShortForm: short}
 	if re := v.Get("reuse-executions"); re != nil && re.Kind == KindBool {
 		pl.ReuseExecutions = &re.Bool
 	}
 	for i, nv := range v.Get("nodes").Items {
+		if b.r.stopped() {
+			return pl
+		}
 		pl.Nodes = append(pl.Nodes, b.node(nv, fmt.Sprintf("%s.nodes[%d]", label, i)))
 	}
 	for i, ev := range v.Get("edges").Items {
+		if b.r.stopped() {
+			return pl
+		}
 		path := fmt.Sprintf("%s.edges[%d]", label, i)
 		var src, tgt *Value
 		var conf *Value

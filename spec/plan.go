@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"context"
 	"fmt"
 	"strings"
 )
@@ -79,91 +80,102 @@ func (c *Config) EffectiveStep(n *Node) *Step {
 // sets replace the step's, the others stay.
 func mergeParams(base, over []*Parameter) []*Parameter {
 	out := append([]*Parameter(nil), base...)
+	at := indexNames(out, func(p *Parameter) string { return p.Name })
 	for _, op := range over {
-		merged := false
-		for i, bp := range out {
-			if bp.Name != op.Name {
-				continue
-			}
-			m := *bp
-			if op.raw != nil {
-				for _, pr := range op.raw.Pairs {
-					switch pr.Key.String() {
-					case "default":
-						m.Default = op.Default
-					case "type":
-						m.Type = op.Type
-					case "optional":
-						m.Optional = op.Optional
-					case "min":
-						m.Min = op.Min
-					case "max":
-						m.Max = op.Max
-					case "choices":
-						m.Choices = op.Choices
-					case "multiple":
-						m.Multiple = op.Multiple
-					case "multiple-separator":
-						m.Separator = op.Separator
-					case "pass-as":
-						m.PassAs = op.PassAs
-					case "pass-true-as":
-						m.PassTrueAs = op.PassTrueAs
-					case "pass-false-as":
-						m.PassFalseAs = op.PassFalseAs
-					case "description":
-						m.Description = op.Description
-					}
-				}
-			}
-			out[i], merged = &m, true
+		if i, ok := at[op.Name]; ok {
+			out[i] = mergeParam(out[i], op)
+			continue
 		}
-		if !merged {
-			out = append(out, op)
-		}
+		at[op.Name] = len(out)
+		out = append(out, op)
 	}
 	return out
 }
 
+// indexNames maps each name to the place of its first item.
+func indexNames[T any](items []T, name func(T) string) map[string]int {
+	at := make(map[string]int, len(items))
+	for i := len(items) - 1; i >= 0; i-- {
+		at[name(items[i])] = i
+	}
+	return at
+}
+
+// mergeParam returns step parameter bp with the fields override parameter
+// op sets.
+func mergeParam(bp, op *Parameter) *Parameter {
+	m := *bp
+	if op.raw == nil {
+		return &m
+	}
+	for _, pr := range op.raw.Pairs {
+		switch pr.Key.String() {
+		case "default":
+			m.Default = op.Default
+		case "type":
+			m.Type = op.Type
+		case "optional":
+			m.Optional = op.Optional
+		case "min":
+			m.Min = op.Min
+		case "max":
+			m.Max = op.Max
+		case "choices":
+			m.Choices = op.Choices
+		case "multiple":
+			m.Multiple = op.Multiple
+		case "multiple-separator":
+			m.Separator = op.Separator
+		case "pass-as":
+			m.PassAs = op.PassAs
+		case "pass-true-as":
+			m.PassTrueAs = op.PassTrueAs
+		case "pass-false-as":
+			m.PassFalseAs = op.PassFalseAs
+		case "description":
+			m.Description = op.Description
+		}
+	}
+	return &m
+}
+
 func mergeInputs(base, over []*Input) []*Input {
 	out := append([]*Input(nil), base...)
+	at := indexNames(out, func(in *Input) string { return in.Name })
 	for _, oi := range over {
-		merged := false
-		for i, bi := range out {
-			if bi.Name == oi.Name {
-				m := *bi
-				if oi.Default != nil {
-					m.Default = oi.Default
-				}
-				if oi.Filename != "" {
-					m.Filename = oi.Filename
-				}
-				if oi.Description != "" {
-					m.Description = oi.Description
-				}
-				m.Optional = oi.Optional || bi.Optional
-				out[i], merged = &m, true
-			}
-		}
-		if !merged {
+		i, ok := at[oi.Name]
+		if !ok {
+			at[oi.Name] = len(out)
 			out = append(out, oi)
+			continue
 		}
+		bi := out[i]
+		m := *bi
+		if oi.Default != nil {
+			m.Default = oi.Default
+		}
+		if oi.Filename != "" {
+			m.Filename = oi.Filename
+		}
+		if oi.Description != "" {
+			m.Description = oi.Description
+		}
+		m.Optional = oi.Optional || bi.Optional
+		out[i] = &m
 	}
 	return out
 }
 
 func mergeEnvVars(base, over []*EnvVar) []*EnvVar {
 	out := append([]*EnvVar(nil), base...)
+	at := indexNames(out, func(e *EnvVar) string { return e.Name })
 	for _, oe := range over {
-		merged := false
-		for i, be := range out {
-			if be.Name == oe.Name {
-				out[i], merged = oe, true
-			}
+		if i, ok := at[oe.Name]; ok {
+			out[i] = oe
+			continue
 		}
-		if !merged {
-			out = append(out, oe)
-		}
+		at[oe.Name] = len(out)
+		out = append(out, oe)
 	}
 	return out
 }
@@ -172,12 +184,17 @@ func mergeEnvVars(base, over []*EnvVar) []*EnvVar {
 // pipeline parameter values given by the caller (they replace the pipeline
 // parameters' defaults).
 func (c *Config) Plan(p *Pipeline, values map[string]*Value) ([]*NodePlan, error) {
+	return c.PlanContext(context.Background(), p, values)
+}
+
+// PlanContext is Plan that gives up with ctx's error once ctx is done.
+func (c *Config) PlanContext(ctx context.Context, p *Pipeline, values map[string]*Value) ([]*NodePlan, error) {
+	declared := make(map[string]bool, len(p.Parameters))
+	for _, pp := range p.Parameters {
+		declared[pp.Name] = true
+	}
 	for name := range values {
-		found := false
-		for _, pp := range p.Parameters {
-			found = found || pp.Name == name
-		}
-		if !found {
+		if !declared[name] {
 			var names []string
 			for _, pp := range p.Parameters {
 				names = append(names, pp.Name)
@@ -191,6 +208,9 @@ func (c *Config) Plan(p *Pipeline, values map[string]*Value) ([]*NodePlan, error
 	plans := make([]*NodePlan, 0, len(p.Nodes))
 	byName := make(map[string]*NodePlan, len(p.Nodes))
 	for _, n := range p.Nodes {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		np := &NodePlan{Node: n, Params: map[string]*Value{}, ParamEdges: map[string][]Socket{}, EnvEdges: map[string][]Socket{}}
 		if s := c.EffectiveStep(n); s != nil {
 			np.Step, np.Image = s, s.Image
@@ -222,24 +242,25 @@ func (c *Config) Plan(p *Pipeline, values map[string]*Value) ([]*NodePlan, error
 		edgesTo[e.Target.Node] = append(edgesTo[e.Target.Node], e)
 	}
 	for _, np := range plans {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		inputEdges := map[string][]Socket{}
 		for _, e := range edgesTo[np.Node.Name] {
 			switch e.Target.Type {
 			case SocketParameter:
 				np.ParamEdges[e.Target.Key] = append(np.ParamEdges[e.Target.Key], e.Source)
 			case SocketEnvVar:
 				np.EnvEdges[e.Target.Key] = append(np.EnvEdges[e.Target.Key], e.Source)
+			case SocketInput:
+				inputEdges[e.Target.Key] = append(inputEdges[e.Target.Key], e.Source)
 			}
 		}
 		if np.Step == nil {
 			continue
 		}
 		for _, in := range np.Step.Inputs {
-			ip := InputPlan{Name: in.Name, Defaults: in.Default, Optional: in.Optional}
-			for _, e := range edgesTo[np.Node.Name] {
-				if e.Target.Type == SocketInput && e.Target.Key == in.Name {
-					ip.Edges = append(ip.Edges, e.Source)
-				}
-			}
+			ip := InputPlan{Name: in.Name, Defaults: in.Default, Optional: in.Optional, Edges: inputEdges[in.Name]}
 			if len(ip.Edges) > 0 && np.Node.EdgeMergeMode != "append" {
 				ip.Defaults = nil
 			}

@@ -250,18 +250,20 @@ func (pt path) with(el any) path {
 
 // verr is one schema violation.
 type verr struct {
-	pos     Pos
-	path    path
-	msg     string
-	badType bool // the value at path has the wrong type (used to pick among alternatives)
+	pos      Pos
+	path     path
+	rendered string // the path for people, once the value it names may be gone
+	msg      string
+	badType  bool // the value at path has the wrong type (used to pick among alternatives)
 }
 
 type validator struct {
 	errs []verr
+	r    *reporter // its context stops the walk; nil: never stopped
 }
 
 func (vd *validator) fail(v *Value, pt path, badType bool, format string, args ...any) {
-	vd.errs = append(vd.errs, verr{pos: posOf(v, nil), path: pt, msg: fmt.Sprintf(format, args...), badType: badType})
+	vd.errs = append(vd.errs, verr{pos: posOf(v, nil), path: pt, msg: fmt.Sprintf(format, safeArgs(args)...), badType: badType})
 }
 
 // check validates v against s, recording violations.
@@ -306,6 +308,9 @@ func (vd *validator) check(s *schema, v *Value, pt path, parent *Value) {
 	if v != nil && v.Kind == KindList {
 		if s.items != nil {
 			for i, it := range v.Items {
+				if vd.r != nil && vd.r.stopped() {
+					return
+				}
 				vd.check(s.items, it, pt.with(i), v)
 			}
 		}
@@ -388,7 +393,7 @@ func (vd *validator) alternatives(s *schema, alts []*schema, exactlyOne bool, v 
 		}
 	}
 	for _, i := range order {
-		sub := &validator{}
+		sub := &validator{r: vd.r}
 		sub.check(alts[i], v, pt, parent)
 		results[i] = sub.errs
 		if len(sub.errs) == 0 {
@@ -614,6 +619,9 @@ func quoteList(keys []string) string {
 
 // didYouMean suggests the closest valid word for a likely typo.
 func didYouMean(got string, valid []string) string {
+	if len(valid) > maxSuggest {
+		return ""
+	}
 	best, bestD := "", 1<<30
 	for _, v := range valid {
 		d := editDistance(strings.ToLower(got), strings.ToLower(v))

@@ -28,7 +28,70 @@ type Run struct {
 	Finished time.Time `json:"finished,omitzero"`
 	// Parameters holds the pipeline parameter values given for the run.
 	Parameters map[string]any `json:"parameters,omitempty"`
-	Nodes      []*NodeRun     `json:"nodes"`
+	// Host and PID name the sluice process that runs the pipeline; Process
+	// identifies it further, so that a sluice on the same machine can tell
+	// whether it is still there (see internal/liveness).
+	Host    string `json:"host,omitempty"`
+	PID     int    `json:"pid,omitempty"`
+	Process string `json:"process,omitempty"`
+	// Heartbeat is when that process last wrote the record: every
+	// HeartbeatEvery while the run is going. A running run whose heartbeat is
+	// older than HeartbeatTimeout is interrupted (see Stale).
+	Heartbeat time.Time  `json:"heartbeat,omitzero"`
+	Nodes     []*NodeRun `json:"nodes"`
+}
+
+// How often a running sluice writes its run's heartbeat, and how old the
+// heartbeat of a running run may grow before the run counts as interrupted:
+// its sluice was killed, or its machine went away, or the store could no
+// longer be written.
+const (
+	HeartbeatEvery   = 15 * time.Second
+	HeartbeatTimeout = time.Minute
+)
+
+// Stale reports whether a run recorded as running (or pending) has gone
+// without a heartbeat for longer than HeartbeatTimeout at now. A record
+// without a heartbeat (written before sluice kept one) counts from its start.
+func (r *Run) Stale(now time.Time) bool {
+	if r.Status != StatusRunning && r.Status != StatusPending {
+		return false
+	}
+	last := r.Heartbeat
+	if last.IsZero() {
+		last = r.Started
+	}
+	return !last.IsZero() && now.Sub(last) > HeartbeatTimeout
+}
+
+// MarkInterrupted records that a running run ended without its sluice
+// saying so: the run and each node still running or pending end
+// interrupted, at the last heartbeat, with why.
+func (r *Run) MarkInterrupted(why string) {
+	end := r.Heartbeat
+	if end.IsZero() {
+		end = r.Started
+	}
+	r.Status, r.Reason = StatusInterrupted, why
+	if r.Finished.IsZero() {
+		r.Finished = end
+	}
+	for _, n := range r.Nodes {
+		switch n.Status {
+		case StatusRunning:
+			n.Status, n.Reason = StatusInterrupted, "the run was interrupted while this node ran"
+			if n.Finished.IsZero() && !n.Started.IsZero() {
+				n.Finished = end
+			}
+		case StatusPending:
+			n.Status, n.Reason = StatusSkipped, "the run was interrupted before this node could start"
+		}
+		for _, e := range n.Executions {
+			if e.Status == StatusRunning {
+				e.Status, e.Reason = StatusInterrupted, "the run was interrupted while this execution ran"
+			}
+		}
+	}
 }
 
 // Node returns the record of a node, or nil.
@@ -45,7 +108,8 @@ func (r *Run) Node(name string) *NodeRun {
 type Status string
 
 // Statuses. A run is Running until it ends as Succeeded, Failed, Stopped (a
-// node action stopped it) or Cancelled; a node is Pending until it runs, or
+// node action stopped it) or Cancelled, or Interrupted when its sluice went
+// away without a word (see Run.Stale); a node is Pending until it runs, or
 // ends Skipped when it never will.
 const (
 	StatusPending   Status = "pending"
@@ -55,6 +119,10 @@ const (
 	StatusStopped   Status = "stopped"
 	StatusSkipped   Status = "skipped"
 	StatusCancelled Status = "cancelled"
+	// StatusInterrupted marks a run (and its nodes that were running) whose
+	// sluice stopped without finishing the record: killed, or its machine or
+	// store gone.
+	StatusInterrupted Status = "interrupted"
 	// StatusWouldRun is only used by dry runs (sluice plan): the node would
 	// run rather than reuse an earlier result.
 	StatusWouldRun Status = "would-run"

@@ -125,7 +125,10 @@ func runCI(ctx context.Context, fl ciFlags, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "sluice: %s\n", c)
 
 	// Lint: every finding an annotation on the line it is about.
-	cfg, diags := spec.ParseFile(fl.file)
+	cfg, diags := parseFile(ctx, fl.file)
+	if ctx.Err() != nil {
+		return interrupted(ctx)
+	}
 	annotate(log, diags)
 	if diags.HasErrors() {
 		return usageErrorf("%s has %s; fix them and run again", fl.file, plural(diags.Count(spec.SeverityError), "error"))

@@ -56,6 +56,9 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return exitOK
 	}
 	var ee *exitError
+	if !errors.As(err, &ee) && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		err = interrupted(ctx) // a command that stopped on a signal, with the context's error
+	}
 	if errors.As(err, &ee) {
 		if ee.err != nil {
 			fmt.Fprintf(stderr, "sluice: %v\n", ee.err)
@@ -112,8 +115,9 @@ func newLintCmd(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "lint [FILE...]",
 		Short: "Check pipeline files as Valohai does; print file:line:col: error|warning: message",
 		Long: "lint reads each valohai.yaml (default ./valohai.yaml), checks it as Valohai's own parser does\n" +
-			"(YAML 1.1, its schema, references between steps, nodes and edges, cycles, expressions)\n" +
-			"and the sluice.yaml beside it, if any, and prints every finding. It warns about each\n" +
+			"(YAML 1.1, its schema, references between steps, nodes and edges, cycles, expressions),\n" +
+			"what a run would refuse (input defaults outside the repository, edge globs that match no\n" +
+			"output), and the sluice.yaml beside it, if any, and prints every finding. It warns about each\n" +
 			"environment a step names that sluice.yaml does not map (the step runs on local Docker).\n" +
 			"It exits 1 when a file has errors, or warnings with --strict.",
 		RunE: func(cmd *cobra.Command, files []string) error {
@@ -125,7 +129,10 @@ func newLintCmd(stdout, stderr io.Writer) *cobra.Command {
 			}
 			var all spec.Diagnostics
 			for _, f := range files {
-				_, _, diags := spec.LintFile(f)
+				diags := lintFile(cmd.Context(), f)
+				if cmd.Context().Err() != nil {
+					return interrupted(cmd.Context())
+				}
 				all = append(all, diags...)
 			}
 			errs, warns := all.Count(spec.SeverityError), all.Count(spec.SeverityWarning)
@@ -192,11 +199,14 @@ func newPlanCmd(stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg, p, file, err := loadPipeline(cmd.ErrOrStderr(), args, pipeline, step)
+			cfg, p, file, err := loadPipeline(cmd.Context(), cmd.ErrOrStderr(), args, pipeline, step)
 			if err != nil {
 				return err
 			}
-			plan, err := cfg.NewPipelinePlan(p, values)
+			plan, err := cfg.NewPipelinePlanContext(cmd.Context(), p, values)
+			if cmd.Context().Err() != nil {
+				return interrupted(cmd.Context())
+			}
 			if err != nil {
 				return &exitError{code: exitUsage, err: err}
 			}
@@ -247,7 +257,7 @@ func parseParams(params []string) (map[string]*spec.Value, error) {
 // loadPipeline parses the pipeline file (args[0], default valohai.yaml),
 // prints its findings, and picks the pipeline (or step) to work on. A file
 // with errors is a configuration error.
-func loadPipeline(stderr io.Writer, args []string, pipeline, step string) (*spec.Config, *spec.Pipeline, string, error) {
+func loadPipeline(ctx context.Context, stderr io.Writer, args []string, pipeline, step string) (*spec.Config, *spec.Pipeline, string, error) {
 	if pipeline != "" && step != "" {
 		return nil, nil, "", usageErrorf("give one of --pipeline, --step and --task")
 	}
@@ -255,7 +265,10 @@ func loadPipeline(stderr io.Writer, args []string, pipeline, step string) (*spec
 	if len(args) == 1 {
 		file = args[0]
 	}
-	cfg, diags := spec.ParseFile(file)
+	cfg, diags := parseFile(ctx, file)
+	if ctx.Err() != nil {
+		return nil, nil, file, interrupted(ctx)
+	}
 	for _, d := range diags {
 		fmt.Fprintln(stderr, d.String())
 	}

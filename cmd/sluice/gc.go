@@ -59,6 +59,9 @@ func newGCCmd(stdout io.Writer) *cobra.Command {
 				defer c.Close()
 			}
 			rep, err := store.GC(cmd.Context(), st, keepDays, timeNow(), dryRun)
+			if cmd.Context().Err() != nil {
+				return interrupted(cmd.Context())
+			}
 			printGCReport(stdout, rep, keepDays)
 			if err != nil {
 				return &exitError{code: exitFailed, err: err}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/sluice-ci/sluice/ci"
 	"github.com/sluice-ci/sluice/report"
-	"github.com/sluice-ci/sluice/spec"
 	"github.com/sluice-ci/sluice/store"
 )
 
@@ -60,7 +59,7 @@ func newReportCmd(stdout, stderr io.Writer) *cobra.Command {
 			if from != "" {
 				return postFromFile(ctx, c, from, stderr, logger)
 			}
-			st, err := openStoreFlag(storeURL)
+			st, err := openStoreFlagToRead(storeURL, true)
 			if err != nil {
 				return err
 			}
@@ -78,13 +77,16 @@ func newReportCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return notFoundOr(err)
 			}
+			showLive(rec)
 			file := rec.File
 			if len(args) == 1 {
 				file = args[0]
 			}
 			in := reportInput{st: st, storeURL: storeURL, rec: rec, baseline: baseline, repo: filepath.Dir(file), stderr: stderr}
 			if file != "" {
-				if cfg, diags := spec.ParseFile(file); !diags.HasErrors() {
+				if cfg, diags := parseFile(ctx, file); ctx.Err() != nil {
+					return interrupted(ctx)
+				} else if !diags.HasErrors() {
 					in.pipeline = cfg.Pipeline(rec.Pipeline)
 					if in.sluice, err = loadSluiceConfig(stderr, file, cfg); err != nil {
 						return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluice-ci/sluice/internal/printable"
 	"github.com/sluice-ci/sluice/report"
 	"github.com/sluice-ci/sluice/runner"
 	"github.com/sluice-ci/sluice/runner/docker"
@@ -122,7 +124,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg, p, fileName, err := loadPipeline(stderr, args, pipeline, step)
+			cfg, p, fileName, err := loadPipeline(cmd.Context(), stderr, args, pipeline, step)
 			if err != nil {
 				return err
 			}
@@ -224,6 +226,48 @@ func openStoreFlag(url string) (store.Store, error) {
 	return openStore(url, repoRoot(wd))
 }
 
+// openStoreFlagToRead opens --store, relative to the current directory's
+// repository, for a command that only reads it: a local store read-only (no
+// lock directory is made), and an error that says so when it does not exist.
+func openStoreFlagToRead(url string, mustExist bool) (store.Store, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	st, where, err := openStoreToRead(url, repoRoot(wd))
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, &exitError{code: exitFailed, err: err}
+	}
+	if st == nil && mustExist {
+		return nil, usageErrorf("there is no store at %s: no run was recorded there (run a pipeline first, or name the store with --store)", where)
+	}
+	return st, nil
+}
+
+// openExistingStoreFlag opens --store to write, as openStoreFlag does, but
+// only when it exists: a local store that does not is nil, and is not made.
+func openExistingStoreFlag(url string) (store.Store, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	repo := repoRoot(wd)
+	if strings.Contains(url, "://") && !strings.HasPrefix(url, "file://") {
+		return openStore(url, repo)
+	}
+	if st, _, err := openStoreToRead(url, repo); err != nil || st == nil {
+		if err != nil {
+			return nil, &exitError{code: exitFailed, err: err}
+		}
+		return nil, nil
+	}
+	return openStore(url, repo)
+}
+
 func newRunsCmd(stdout io.Writer) *cobra.Command {
 	var storeURL string
 	var limit int
@@ -232,7 +276,7 @@ func newRunsCmd(stdout io.Writer) *cobra.Command {
 		Short: "List the runs in the store, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := openStoreFlag(storeURL)
+			st, err := openStoreFlagToRead(storeURL, true)
 			if err != nil {
 				return err
 			}
@@ -249,7 +293,8 @@ func newRunsCmd(stdout io.Writer) *cobra.Command {
 					fmt.Fprintf(stdout, "%s\t(unreadable: %v)\n", id, err)
 					continue
 				}
-				fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\n", rec.ID, rec.Status, rec.Pipeline, shortCommit(rec.Commit))
+				showLive(rec)
+				fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\n", rec.ID, rec.Status, printable.Name(rec.Pipeline), printable.Name(shortCommit(rec.Commit)))
 			}
 			return nil
 		},
@@ -277,28 +322,35 @@ func newShowCmd(stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			showLive(rec)
 			if len(args) == 1 {
-				fmt.Fprintf(stdout, "run %s: pipeline %q, commit %s, branch %s\n", rec.ID, rec.Pipeline, shortCommit(rec.Commit), rec.Branch)
+				fmt.Fprintf(stdout, "run %s: pipeline %q, commit %s, branch %s\n", rec.ID, rec.Pipeline, printable.Name(shortCommit(rec.Commit)), printable.Name(rec.Branch))
+				if rec.Status == store.StatusRunning || rec.Status == store.StatusInterrupted {
+					fmt.Fprintf(stdout, "sluice pid %d on %s, last heartbeat %s\n", rec.PID, printable.Name(orUnknownHost(rec.Host)), rec.Heartbeat.UTC().Format(time.RFC3339))
+				}
 				return runner.WriteSummary(stdout, rec)
 			}
 			n, err := runNode(rec, args[1])
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "node %s (step %q): %s", n.Name, n.Step, n.Status)
+			// Names, paths and metadata come from the pipeline file and the
+			// step: each prints on its line, quoted when it holds a control
+			// character.
+			fmt.Fprintf(stdout, "node %s (step %q): %s", printable.Name(n.Name), n.Step, n.Status)
 			if n.Reason != "" {
-				fmt.Fprintf(stdout, ": %s", n.Reason)
+				fmt.Fprintf(stdout, ": %s", printable.Escape(n.Reason))
 			}
-			fmt.Fprintf(stdout, "\nimage: %s %s\ncommand: %s\n", n.Image, n.ImageDigest, n.Command)
+			fmt.Fprintf(stdout, "\nimage: %s %s\ncommand: %s\n", printable.Name(n.Image), printable.Name(n.ImageDigest), printable.Escape(n.Command))
 			writeTries(stdout, n.Placement)
 			for _, f := range n.Inputs {
-				fmt.Fprintf(stdout, "input %s/%s  %d bytes  %s\n", f.Input, f.Path, f.Size, f.URI)
+				fmt.Fprintf(stdout, "input %s  %d bytes  %s\n", printable.Name(f.Input+"/"+f.Path), f.Size, printable.Name(f.URI))
 			}
 			for _, f := range n.Outputs {
-				fmt.Fprintf(stdout, "output %s  %d bytes  %s\n", f.Path, f.Size, f.Digest)
+				fmt.Fprintf(stdout, "output %s  %d bytes  %s\n", printable.Name(f.Path), f.Size, f.Digest)
 			}
 			for _, k := range slices.Sorted(maps.Keys(n.Metadata)) {
-				fmt.Fprintf(stdout, "metadata %s = %v\n", k, n.Metadata[k])
+				fmt.Fprintf(stdout, "metadata %s = %s\n", printable.Name(k), printable.Escape(fmt.Sprint(n.Metadata[k])))
 			}
 			if !n.Log.IsZero() {
 				fmt.Fprintln(stdout, "log:")
@@ -307,7 +359,7 @@ func newShowCmd(stdout io.Writer) *cobra.Command {
 					return &exitError{code: exitFailed, err: fmt.Errorf("open the log: %w", err)}
 				}
 				defer rc.Close()
-				if _, err := io.Copy(stdout, rc); err != nil {
+				if err := copyLines(stdout, rc); err != nil {
 					return &exitError{code: exitFailed, err: fmt.Errorf("read the log: %w", err)}
 				}
 			}
@@ -318,13 +370,39 @@ func newShowCmd(stdout io.Writer) *cobra.Command {
 	return cmd
 }
 
+// copyLines copies a step's log to a terminal as `sluice run` prints it:
+// control characters visible (printable.Line), in bounded memory.
+func copyLines(w io.Writer, r io.Reader) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		piece, err := br.ReadSlice('\n')
+		if len(piece) > 0 {
+			text, nl := strings.CutSuffix(string(piece), "\n")
+			out := printable.Line(text)
+			if nl {
+				out += "\n"
+			}
+			if _, werr := io.WriteString(w, out); werr != nil {
+				return werr
+			}
+		}
+		switch {
+		case err == nil, errors.Is(err, bufio.ErrBufferFull):
+		case errors.Is(err, io.EOF):
+			return nil
+		default:
+			return err
+		}
+	}
+}
+
 // writeTries says where a remote node ran, and each of its tries: the job,
 // the machine, how it ended and why, and what it cost.
 func writeTries(w io.Writer, pl *store.Placement) {
 	if pl == nil {
 		return
 	}
-	fmt.Fprintf(w, "ran on: environment %s (%s", pl.Environment, pl.Backend)
+	fmt.Fprintf(w, "ran on: environment %s (%s", printable.Name(pl.Environment), pl.Backend)
 	if pl.Location != "" {
 		fmt.Fprintf(w, ", %s", pl.Location)
 	}
@@ -336,7 +414,7 @@ func writeTries(w io.Writer, pl *store.Placement) {
 	for i, t := range pl.Tries {
 		fmt.Fprintf(w, "try %d: %s", i+1, t.Outcome)
 		if t.Machine != "" {
-			fmt.Fprintf(w, " on %s", t.Machine)
+			fmt.Fprintf(w, " on %s", printable.Name(t.Machine))
 			if t.Provisioning != "" {
 				fmt.Fprintf(w, " (%s)", t.Provisioning)
 			}
@@ -347,16 +425,16 @@ func writeTries(w io.Writer, pl *store.Placement) {
 		if pl.CostKnown {
 			fmt.Fprintf(w, ", est. $%.4f", t.Cost)
 		}
-		fmt.Fprintf(w, "  %s\n", t.Job)
+		fmt.Fprintf(w, "  %s\n", printable.Name(t.Job))
 		if t.Why != "" {
-			fmt.Fprintf(w, "  %s\n", strings.Join(strings.Fields(t.Why), " "))
+			fmt.Fprintf(w, "  %s\n", printable.Escape(strings.Join(strings.Fields(t.Why), " ")))
 		}
 	}
 }
 
 // openRun opens the store and reads one run's record.
 func openRun(ctx context.Context, storeURL, id string) (store.Store, *store.Run, error) {
-	st, err := openStoreFlag(storeURL)
+	st, err := openStoreFlagToRead(storeURL, true)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -372,7 +450,7 @@ func runNode(rec *store.Run, name string) (*store.NodeRun, error) {
 	if n == nil {
 		var names []string
 		for _, n := range rec.Nodes {
-			names = append(names, n.Name)
+			names = append(names, printable.Name(n.Name))
 		}
 		return nil, &exitError{code: exitUsage, err: fmt.Errorf("run %s has no node %q; its nodes: %s", rec.ID, name, strings.Join(names, ", "))}
 	}
@@ -390,7 +468,7 @@ func newArtifactsCmd(stdout io.Writer) *cobra.Command {
 	var storeURL string
 	get := &cobra.Command{
 		Use:   "get RUN NODE PATH [DEST]",
-		Short: "Copy an output of a node out of the store (to DEST, or to stdout with -)",
+		Short: "Copy an output of a node out of the store (to DEST, DEST/ to make the directory, or to stdout with -)",
 		Args:  cobra.RangeArgs(3, 4),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, rec, err := openRun(cmd.Context(), storeURL, args[0])
@@ -405,9 +483,9 @@ func newArtifactsCmd(stdout io.Writer) *cobra.Command {
 			if f == nil {
 				var paths []string
 				for _, o := range n.Outputs {
-					paths = append(paths, o.Path)
+					paths = append(paths, printable.Name(o.Path))
 				}
-				return &exitError{code: exitUsage, err: fmt.Errorf("node %s of run %s has no output %q; its outputs: %s", n.Name, rec.ID, args[2], strings.Join(paths, ", "))}
+				return &exitError{code: exitUsage, err: fmt.Errorf("node %s of run %s has no output %q; its outputs: %s", printable.Name(n.Name), rec.ID, args[2], strings.Join(paths, ", "))}
 			}
 			dest := filepath.Base(f.Path)
 			if len(args) == 4 {
@@ -422,8 +500,17 @@ func newArtifactsCmd(stdout io.Writer) *cobra.Command {
 				_, err = io.Copy(stdout, rc)
 				return err
 			}
+			if strings.HasSuffix(dest, "/") || strings.HasSuffix(dest, string(filepath.Separator)) {
+				// DEST/ names a directory: made if need be.
+				if err := os.MkdirAll(dest, 0o777); err != nil {
+					return &exitError{code: exitFailed, err: err}
+				}
+			}
 			if st, err := os.Stat(dest); err == nil && st.IsDir() {
 				dest = filepath.Join(dest, filepath.Base(f.Path))
+			}
+			if dir := filepath.Dir(dest); !isDir(dir) {
+				return usageErrorf("cannot write %s: the directory %s does not exist (create it, or end DEST with / to have it made)", dest, dir)
 			}
 			return writeFileAtomic(dest, rc)
 		},
@@ -432,6 +519,11 @@ func newArtifactsCmd(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "artifacts", Short: "Get the outputs of runs out of the store"}
 	cmd.AddCommand(get)
 	return cmd
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
 }
 
 // writeFileAtomic writes a file through a temporary file in the same directory.
@@ -462,18 +554,34 @@ func writeFileAtomic(dest string, r io.Reader) error {
 }
 
 func newCleanCmd(stdout io.Writer) *cobra.Command {
-	return &cobra.Command{
+	var storeURL string
+	cmd := &cobra.Command{
 		Use:   "clean [RUN]",
-		Short: "Remove containers left by sluice runs that were killed (all, or one run's)",
-		Args:  cobra.MaximumNArgs(1),
+		Short: "Mark runs whose sluice was killed as interrupted, and remove the containers they left (all, or one run's)",
+		Long: "clean records as interrupted each run still marked running whose sluice is gone: on this\n" +
+			"machine its process has ended; anywhere, it has written no heartbeat for a minute. The\n" +
+			"nodes that finished keep their results, which a rerun reuses. Then it removes the\n" +
+			"containers sluice runs left behind.",
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			exec, err := docker.NewFromEnv(docker.Options{})
-			if err != nil {
-				return &exitError{code: exitFailed, err: err}
-			}
 			runID := ""
 			if len(args) == 1 {
 				runID = args[0]
+			}
+			st, err := openExistingStoreFlag(storeURL)
+			if err != nil {
+				return err
+			}
+			if st != nil {
+				n, err := markInterrupted(cmd.Context(), st, runID, stdout)
+				if err != nil {
+					return &exitError{code: exitFailed, err: err}
+				}
+				fmt.Fprintf(stdout, "marked %s interrupted\n", plural(n, "run"))
+			}
+			exec, err := docker.NewFromEnv(docker.Options{})
+			if err != nil {
+				return &exitError{code: exitFailed, err: err}
 			}
 			n, err := exec.Cleanup(cmd.Context(), runID)
 			if err != nil {
@@ -483,6 +591,8 @@ func newCleanCmd(stdout io.Writer) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&storeURL, "store", "", "the store (default .sluice in the repository)")
+	return cmd
 }
 
 // startExecutor makes the Docker executor of a run (credentials from the
