@@ -13,73 +13,64 @@ import (
 	"github.com/sluice-ci/sluice/internal/bigyaml"
 )
 
-// SIGTERM half a second into the lint of a 15 MiB file (which takes
-// seconds) stops it: exit code 143, one line that says why, and no findings.
-// How soon it stops is measured by bench/lint.sh, not asserted here.
-func TestLintStopsOnSIGTERM(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "valohai.yaml")
+// lintSignalled starts `sluice lint` of a 15 MiB file (which takes
+// seconds), sends it sig after a while, and returns how it exited, what it
+// printed, and how long it took to stop after the signal.
+func lintSignalled(t *testing.T, sig os.Signal, after time.Duration) (stdout, stderr string, took time.Duration, err error) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "valohai.yaml")
 	if err := os.WriteFile(file, bigyaml.StepsOfSize(15<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "lint", file)
 	cmd.Env = append(os.Environ(), "SLUICE_TEST_MAIN=1")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(after)
 	signalled := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
-	var err error
 	select {
 	case err = <-done:
 	case <-time.After(30 * time.Second): // a guard, not a measure
 		cmd.Process.Kill()
-		t.Fatal("lint did not stop on SIGTERM")
+		t.Fatalf("lint did not stop on %v", sig)
 	}
-	t.Logf("lint stopped %s after SIGTERM", time.Since(signalled))
+	return out.String(), errOut.String(), time.Since(signalled), err
+}
+
+// SIGTERM half a second into the lint of a 15 MiB file stops it: exit code
+// 143, one line that says why, and no findings. How soon it stops is
+// measured by bench/lint.sh, not asserted here.
+func TestLintStopsOnSIGTERM(t *testing.T) {
+	stdout, stderr, took, err := lintSignalled(t, syscall.SIGTERM, 500*time.Millisecond)
+	t.Logf("lint stopped %s after SIGTERM", took)
 	ee, ok := err.(*exec.ExitError)
 	if !ok || ee.ExitCode() != 143 {
-		t.Fatalf("exit: %v, want code 143; stderr:\n%s", err, stderr.String())
+		t.Fatalf("exit: %v, want code 143; stderr:\n%s", err, stderr)
 	}
-	if got := stderr.String(); got != "sluice: stopped by SIGTERM\n" {
-		t.Errorf("stderr %q, want the one line %q", got, "sluice: stopped by SIGTERM\n")
+	if stderr != "sluice: stopped by SIGTERM\n" {
+		t.Errorf("stderr %q, want the one line %q", stderr, "sluice: stopped by SIGTERM\n")
 	}
-	if stdout.Len() > 0 {
-		t.Errorf("stdout: %.300s", stdout.String())
+	if len(stdout) > 0 {
+		t.Errorf("stdout: %.300s", stdout)
 	}
 }
 
 // SIGINT (Ctrl-C) gives 130 and its own one-line message.
 func TestLintStopsOnSIGINT(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "valohai.yaml")
-	if err := os.WriteFile(file, bigyaml.StepsOfSize(15<<20), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "lint", file)
-	cmd.Env = append(os.Environ(), "SLUICE_TEST_MAIN=1")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(300 * time.Millisecond)
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	err := cmd.Wait()
+	_, stderr, _, err := lintSignalled(t, os.Interrupt, 300*time.Millisecond)
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
-		t.Fatalf("exit: %v, want code 130; stderr:\n%s", err, stderr.String())
+		t.Fatalf("exit: %v, want code 130; stderr:\n%s", err, stderr)
 	}
-	if got := stderr.String(); got != "sluice: stopped by SIGINT\n" {
-		t.Errorf("stderr %q", got)
+	if stderr != "sluice: stopped by SIGINT\n" {
+		t.Errorf("stderr %q", stderr)
 	}
 }
 
