@@ -8,7 +8,6 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/sluice-ci/sluice/runner"
@@ -84,12 +83,9 @@ func startExecutors(ctx context.Context, o runOptions, cfg *spec.Config, p *spec
 func (o runOptions) environmentExecutor(ctx context.Context, env *spec.Environment) (runner.Executor, error) {
 	switch env.Backend {
 	case spec.BackendBatch:
-		if !strings.HasPrefix(o.storeURL, "gs://") {
-			where := o.storeURL
-			if where == "" {
-				where = "the default .sluice directory"
-			}
-			return nil, fmt.Errorf("a batch environment needs a store its VMs can reach, a gs:// bucket; %s is on this host (give --store gs://BUCKET/PREFIX)", where)
+		// Before the client: a local store needs no credentials to refuse.
+		if err := batch.CheckStore(o.storeURL); err != nil {
+			return nil, err
 		}
 		client, err := o.clouds.Batch(ctx)
 		if err != nil {

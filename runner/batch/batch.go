@@ -89,6 +89,19 @@ type Executor struct {
 
 var _ runner.Executor = (*Executor)(nil)
 
+// CheckStore says why a store cannot serve a batch environment: its VMs
+// read and write the store themselves, so it must be a gs:// bucket.
+func CheckStore(storeURL string) error {
+	if strings.HasPrefix(storeURL, "gs://") {
+		return nil
+	}
+	where := storeURL
+	if where == "" {
+		where = "the default .sluice directory"
+	}
+	return fmt.Errorf("a batch environment needs a store its VMs can reach, a gs:// bucket; %s is on this host (give --store gs://BUCKET/PREFIX)", where)
+}
+
 // New checks the options: a Batch environment with what Batch needs, a
 // gs:// store (the VM reads its files from there), a sluice image.
 func New(opts Options) (*Executor, error) {
@@ -98,12 +111,11 @@ func New(opts Options) (*Executor, error) {
 	if opts.Environment == nil || opts.Environment.Backend != spec.BackendBatch {
 		return nil, errors.New("batch: not a batch environment")
 	}
-	if opts.Store == nil || !strings.HasPrefix(opts.StoreURL, "gs://") {
-		where := opts.StoreURL
-		if where == "" {
-			where = "the default .sluice directory"
-		}
-		return nil, fmt.Errorf("a batch environment needs a store its VMs can reach, a gs:// bucket; %s is on this host (give --store gs://BUCKET/PREFIX)", where)
+	if err := CheckStore(opts.StoreURL); err != nil {
+		return nil, err
+	}
+	if opts.Store == nil {
+		return nil, errors.New("batch: no store")
 	}
 	cfg := opts.Environment.Batch
 	switch {
@@ -118,10 +130,10 @@ func New(opts Options) (*Executor, error) {
 		cfg.Provisioning = spec.ProvisioningSpot
 	}
 	if cfg.QueueTimeout <= 0 {
-		cfg.QueueTimeout = DefaultQueueTimeout
+		cfg.QueueTimeout = spec.DefaultBatchQueueTimeout
 	}
 	if cfg.MaxRunDuration <= 0 {
-		cfg.MaxRunDuration = DefaultMaxRunDuration
+		cfg.MaxRunDuration = spec.DefaultBatchMaxRunDuration
 	}
 	if opts.AgentImage == "" {
 		opts.AgentImage = cfg.Image

@@ -33,12 +33,6 @@ const (
 // containers write.
 const HostDir = "/var/lib/sluice/valohai"
 
-// Defaults of a Batch environment, as sluice.yaml sets them.
-const (
-	DefaultQueueTimeout   = spec.DefaultBatchQueueTimeout
-	DefaultMaxRunDuration = spec.DefaultBatchMaxRunDuration
-)
-
 // try is one attempt at running a node on Batch: the machine, how it is
 // bought, and where the agent's files go.
 type try struct {
