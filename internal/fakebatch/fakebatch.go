@@ -248,6 +248,10 @@ func (s *Server) close() error {
 	if err := s.removeAll(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	// Every job has ended: what is still there now was leaked.
+	if left, err := s.Leftovers(ctx); err != nil || len(left) > 0 {
+		errs = append(errs, fmt.Errorf("left on the daemon after the stand-in stopped: %v %v", left, err))
+	}
 	s.closeDocker()
 	return errors.Join(errs...)
 }

@@ -355,8 +355,13 @@ func (s *Server) runnable(ctx context.Context, j *job, i int, r *batchpb.Runnabl
 	}
 	name := fmt.Sprintf("sluice-fakebatch-%s-%s-%d", s.id, j.id, i)
 
+	// The create is not cancelled with the job: a create the client gives up
+	// on can still finish on the daemon, after the stand-in's last sweep,
+	// leaving a container nobody removes. Created, it is removed below.
 	bg := context.WithoutCancel(ctx)
-	created, err := s.docker.ContainerCreate(ctx, cfg, host, nil, nil, name)
+	cctx, cancelCreate := context.WithTimeout(bg, 30*time.Second)
+	created, err := s.docker.ContainerCreate(cctx, cfg, host, nil, nil, name)
+	cancelCreate()
 	if err != nil {
 		lg.Stderr = fmt.Sprintf("the stand-in could not create the container: %v", err)
 		return result{code: ExitStartFailed}
