@@ -247,7 +247,9 @@ func TestKilledRunShowsInterrupted(t *testing.T) {
 		t.Errorf("report: exit %d\n%s%s", md.code, md.stdout, md.stderr)
 	}
 
-	clean := sluiceIn(t, dir, "clean")
+	// clean of that run only: a bare clean would remove every sluice
+	// container on the daemon, those of tests running beside this one too.
+	clean := sluiceIn(t, dir, "clean", rec.ID)
 	if clean.code != 0 || !strings.Contains(clean.stdout, "marked run "+rec.ID+" interrupted") || !strings.Contains(clean.stdout, "removed 1 container") {
 		t.Errorf("clean: exit %d\n%s%s", clean.code, clean.stdout, clean.stderr)
 	}
@@ -255,7 +257,7 @@ func TestKilledRunShowsInterrupted(t *testing.T) {
 	if stored.Status != store.StatusInterrupted || stored.Node("slow").Status != store.StatusInterrupted || stored.Node("quick").Status != store.StatusSucceeded || stored.Finished.IsZero() {
 		t.Errorf("after clean the record says %s (slow %s, quick %s, finished %v)", stored.Status, stored.Node("slow").Status, stored.Node("quick").Status, stored.Finished)
 	}
-	if again := sluiceIn(t, dir, "clean"); !strings.Contains(again.stdout, "marked 0 runs interrupted") {
+	if again := sluiceIn(t, dir, "clean", rec.ID); !strings.Contains(again.stdout, "marked 0 runs interrupted") {
 		t.Errorf("a second clean: %s", again.stdout)
 	}
 

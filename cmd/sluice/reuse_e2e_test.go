@@ -163,7 +163,10 @@ func TestReuse(t *testing.T) {
 	cmd.Process.Kill()
 	go io.Copy(io.Discard, stdout)
 	cmd.Wait()
-	clean := exec.Command(os.Args[0], "clean")
+	// clean of that run only: a bare clean would remove every sluice
+	// container on the daemon, those of tests running beside this one too.
+	clean := exec.Command(os.Args[0], "clean", binResult{dir: dir}.lastRun(t).ID)
+	clean.Dir = dir
 	clean.Env = append(os.Environ(), "SLUICE_TEST_MAIN=1")
 	if out, err := clean.CombinedOutput(); err != nil {
 		t.Errorf("sluice clean: %v\n%s", err, out)
