@@ -10,16 +10,11 @@ import (
 	"github.com/sluice-ci/sluice/spec/expr"
 )
 
-// lint runs the semantic checks on a parsed config: references between
-// objects, sockets, cycles, expressions, parameter defaults.
-// Each loop stops once the caller gives up (r.stopped).
-func lint(r *reporter, cfg *Config) {
-	for _, s := range cfg.Steps {
-		if r.stopped() {
-			return
-		}
-		lintStep(r, s)
-	}
+// lintAfterSteps runs the semantic checks on a parsed config once each step
+// has been checked on its own (lintStep, as parsing reads each step):
+// references between objects, sockets, cycles, expressions, parameter
+// defaults. Each loop stops once the caller gives up (r.stopped).
+func lintAfterSteps(r *reporter, cfg *Config) {
 	for _, t := range cfg.Tasks {
 		if r.stopped() {
 			return
@@ -525,15 +520,15 @@ func lintPipeline(r *reporter, cfg *Config, p *Pipeline) {
 		}
 		path := fmt.Sprintf("%s.nodes[%d]", label, i)
 		if j, dup := seen[n.Name]; dup {
-			r.errorf(at(n.raw, n.Pos, "name"), path+".name", "node name %q is already used by nodes[%d]; node names must be unique", n.Name, j)
+			r.errorf(n.fields.at(n.Pos, "name"), path+".name", "node name %q is already used by nodes[%d]; node names must be unique", n.Name, j)
 		} else {
 			seen[n.Name] = i
 		}
 		if strings.Contains(n.Name, ".") {
-			r.errorf(at(n.raw, n.Pos, "name"), path+".name", "node name %q contains a dot; edges address nodes as NODE.TYPE.KEY, so node names cannot contain dots", n.Name)
+			r.errorf(n.fields.at(n.Pos, "name"), path+".name", "node name %q contains a dot; edges address nodes as NODE.TYPE.KEY, so node names cannot contain dots", n.Name)
 		}
 		if n.Name == "" {
-			r.errorf(at(n.raw, n.Pos, "name"), path+".name", "the node name is empty")
+			r.errorf(n.fields.at(n.Pos, "name"), path+".name", "the node name is empty")
 		}
 		lintNode(r, cfg, p, n, path)
 	}
@@ -577,30 +572,30 @@ func lintNode(r *reporter, cfg *Config, p *Pipeline, n *Node, path string) {
 	prefix := fmt.Sprintf("node %q", n.Name)
 	var step *Step
 	if n.Commit != "" && n.Type != NodeDeployment {
-		r.warnf(at(n.raw, n.Pos, "commit"), path+".commit", "%s runs a step of commit %q; sluice runs the steps of the checked-out files only and cannot check or run this node", prefix, n.Commit)
+		r.warnf(n.fields.at(n.Pos, "commit"), path+".commit", "%s runs a step of commit %q; sluice runs the steps of the checked-out files only and cannot check or run this node", prefix, n.Commit)
 		return
 	}
 	switch n.Type {
 	case NodeExecution:
 		step = cfg.Step(n.Step)
 		if step == nil {
-			r.errorf(at(n.raw, n.Pos, "step"), path+".step", "%s: step %q does not exist%s", prefix, n.Step, didYouMean(n.Step, stepNames(cfg)))
+			r.errorf(n.fields.at(n.Pos, "step"), path+".step", "%s: step %q does not exist%s", prefix, n.Step, didYouMean(n.Step, stepNames(cfg)))
 		}
 	case NodeTask:
 		if n.Task != "" {
 			t := cfg.Task(n.Task)
 			if t == nil {
-				r.errorf(at(n.raw, n.Pos, "task"), path+".task", "%s: task %q does not exist", prefix, n.Task)
+				r.errorf(n.fields.at(n.Pos, "task"), path+".task", "%s: task %q does not exist", prefix, n.Task)
 			} else if step = cfg.Step(t.Step); step == nil {
-				r.errorf(at(n.raw, n.Pos, "task"), path+".task", "%s: the step %q of task %q does not exist", prefix, t.Step, n.Task)
+				r.errorf(n.fields.at(n.Pos, "task"), path+".task", "%s: the step %q of task %q does not exist", prefix, t.Step, n.Task)
 			}
 		} else if step = cfg.Step(n.Step); step == nil {
-			r.errorf(at(n.raw, n.Pos, "step"), path+".step", "%s: step %q does not exist%s", prefix, n.Step, didYouMean(n.Step, stepNames(cfg)))
+			r.errorf(n.fields.at(n.Pos, "step"), path+".step", "%s: step %q does not exist%s", prefix, n.Step, didYouMean(n.Step, stepNames(cfg)))
 		}
 	case NodeDeployment:
 		for _, e := range n.Endpoints {
 			if cfg.Endpoint(e) == nil {
-				r.warnf(at(n.raw, n.Pos, "endpoints"), path+".endpoints", "%s: endpoint %q is not defined in this file", prefix, e)
+				r.warnf(n.fields.at(n.Pos, "endpoints"), path+".endpoints", "%s: endpoint %q is not defined in this file", prefix, e)
 			}
 		}
 	}

@@ -475,8 +475,11 @@ type Node struct {
 	EdgeMergeMode string
 	Commit        string
 	Pos           Pos
-	raw           *Value // the source mapping, for positions of fields
+	fields        fieldPos // where the fields of nodeFields were written
 }
+
+// nodeFields are the fields of a node that findings point at.
+var nodeFields = []string{"name", "step", "task", "commit", "endpoints"}
 
 // Override changes a step's definition for one node.
 type Override struct {

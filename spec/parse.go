@@ -254,7 +254,10 @@ func (ip *itemParser) finish(r *reporter) *Config {
 	// The builder's name indexes are the config's.
 	cfg.steps, cfg.pipelines, cfg.tasks, cfg.endpoints = ip.b.steps, ip.b.pipelines, ip.b.tasks, ip.b.endpoints
 	cfg.indexPipelines()
-	lint(r, cfg)
+	for _, lr := range ip.b.stepLint {
+		r.merge(lr)
+	}
+	lintAfterSteps(r, cfg)
 	if r.stopped() || r.errors > 0 {
 		return nil
 	}
@@ -375,6 +378,9 @@ type builder struct {
 	// One name index per kind, so that a file of many items is read in time
 	// proportional to its length.
 	steps, tasks, endpoints, pipelines, deployments map[string]int
+	// stepLint holds what each step's own checks (lintStep) found, in the
+	// order of the config's steps.
+	stepLint []*reporter
 }
 
 func newBuilder(r *reporter) *builder {
@@ -472,6 +478,18 @@ func (b *builder) item(cfg *Config, idx int, item, short *Value) {
 	case "step":
 		s := b.step(v, label)
 		cfg.Steps = addNamed(b.r, b.steps, cfg.Steps, s, s.Name, "step", v)
+		// A step's own checks run now, while its values are at hand; what
+		// they find waits with the step (a later step of the same name
+		// replaces both), and only the positions findings after the file's
+		// end need are kept.
+		lr := &reporter{file: b.r.file}
+		lintStep(lr, s)
+		s.fields = fieldsOf(v, "environment")
+		if i := b.steps[s.Name]; i < len(b.stepLint) {
+			b.stepLint[i] = lr
+		} else {
+			b.stepLint = append(b.stepLint, lr)
+		}
 	case "task":
 		t := b.task(v, label)
 		cfg.Tasks = addNamed(b.r, b.tasks, cfg.Tasks, t, t.Name, "task", v)
@@ -881,7 +899,7 @@ func (b *builder) node(v *Value, path string) *Node {
 	n := &Node{
 		Name: getStr(v, "name"), Type: NodeType(getStr(v, "type")), Step: getStr(v, "step"), Task: getStr(v, "task"),
 		Deployment: getStr(v, "deployment"), Endpoints: strList(v.Get("endpoints")), Aliases: strList(v.Get("aliases")),
-		OnError: getStr(v, "on-error"), EdgeMergeMode: getStr(v, "edge-merge-mode"), Commit: getStr(v, "commit"), Pos: v.Pos, raw: v,
+		OnError: getStr(v, "on-error"), EdgeMergeMode: getStr(v, "edge-merge-mode"), Commit: getStr(v, "commit"), Pos: v.Pos, fields: fieldsOf(v, nodeFields...),
 	}
 	if n.OnError == "" {
 		n.OnError = defaultOnErrorVal

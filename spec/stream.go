@@ -25,6 +25,10 @@ import (
 // chunkSize is about how many bytes of the file are read as YAML at once.
 var chunkSize = 64 << 10
 
+// quickReader says whether chunks are first tried with the quick reader
+// (fastyaml.go); tests turn it off to compare.
+var quickReader = true
+
 // chunk is a run of whole top-level items: data[start:end], starting at
 // 1-based line line of the file.
 type chunk struct {
@@ -101,6 +105,28 @@ func blankOrComment(line []byte) bool {
 	return len(t) == 0 || t[0] == '#' || t[0] == '\r' || t[0] == '\n'
 }
 
+// decodeChunk reads a chunk as YAML: the top-level list of its items, or
+// nil when it does not read on its own as one.
+func decodeChunk(data []byte) *yaml.Node {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		return nil
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+		return nil
+	}
+	seq := doc.Content[0]
+	if seq.Kind != yaml.SequenceNode || seq.Style != 0 || seq.Tag != "!!seq" || seq.Anchor != "" || len(seq.Content) == 0 {
+		return nil
+	}
+	return seq
+}
+
 // errNotStreamable says a piece of the file did not read on its own.
 var errNotStreamable = errors.New("the file does not read a piece at a time")
 
@@ -116,20 +142,23 @@ func streamItems(r *reporter, data []byte, chunks []chunk, ip *itemParser) error
 		if r.stopped() {
 			return r.ctx.Err()
 		}
-		dec := yaml.NewDecoder(bytes.NewReader(data[ch.start:ch.end]))
-		var doc yaml.Node
-		if err := dec.Decode(&doc); err != nil {
-			return errNotStreamable
+		if quickReader {
+			if items, pos, ok := quickItems(c, data[ch.start:ch.end], ch.line); ok {
+				if ci == 0 {
+					ip.rootPos = pos
+				}
+				for _, v := range items {
+					ip.add(idx, v)
+					idx++
+					if r.stopped() {
+						return r.ctx.Err()
+					}
+				}
+				continue
+			}
 		}
-		var extra yaml.Node
-		if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-			return errNotStreamable
-		}
-		if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
-			return errNotStreamable
-		}
-		seq := doc.Content[0]
-		if seq.Kind != yaml.SequenceNode || seq.Style != 0 || seq.Tag != "!!seq" || seq.Anchor != "" || len(seq.Content) == 0 {
+		seq := decodeChunk(data[ch.start:ch.end])
+		if seq == nil {
 			return errNotStreamable
 		}
 		// Anchors belong to the piece that defines them.

@@ -36,20 +36,20 @@ type Pos struct {
 // (unquoted yes is a boolean, 010 is 8, 2020-09-02 is a date), with its position.
 // Aliases share the Value of their anchor.
 type Value struct {
-	Kind  Kind
-	Bool  bool
+	Kind Kind
+	Bool bool
+	Date bool // a timestamp that is a date only
+	// Plain is true for an unquoted scalar: its type came from YAML's resolution
+	// rules, which is what the hints about quoting are about.
+	Plain bool
 	Int   int64
 	Big   *big.Int // set instead of Int when the integer does not fit in 64 bits
 	Float float64
 	Str   string    // the string; for timestamps, the source text
 	Time  time.Time // timestamps
-	Date  bool      // a timestamp that is a date only
 	Items []*Value  // lists
 	Pairs []Pair    // maps, in source order, duplicate keys removed (the last one wins)
 	Pos   Pos
-	// Plain is true for an unquoted scalar: its type came from YAML's resolution
-	// rules, which is what the hints about quoting are about.
-	Plain bool
 	// Text is the scalar's source text.
 	Text string
 }
