@@ -387,6 +387,8 @@ type Environment struct {
 	Docker DockerEnvironment
 	// Batch holds the settings of the batch backend.
 	Batch BatchEnvironment
+	// Kube holds the settings of the kubernetes backend.
+	Kube KubeEnvironment
 	// File and Pos locate the entry's key in sluice.yaml, for messages.
 	File string
 	Pos  Pos
