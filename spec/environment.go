@@ -51,6 +51,7 @@ var backends = []backendDef{
 		},
 	},
 	batchBackend,
+	kubeBackend,
 }
 
 // Backends returns the names of the backends an environment can name.

@@ -77,10 +77,10 @@ steps:
 	}
 
 	for _, c := range []struct{ name, text, want string }{
-		{"unknown backend", "environments:\n  gpu:\n    backend: kubernetes\n",
-			`sluice.yaml:3:14: error: environments.gpu.backend: "kubernetes" is not valid here; use one of: docker, batch`},
+		{"unknown backend", "environments:\n  gpu:\n    backend: nomad\n",
+			`sluice.yaml:3:14: error: environments.gpu.backend: "nomad" is not valid here; use one of: docker, batch, kubernetes`},
 		{"backend typo", "environments:\n  gpu:\n    backend: dokcer\n",
-			`sluice.yaml:3:14: error: environments.gpu.backend: "dokcer" is not valid here; use one of: docker, batch (did you mean "docker"?)`},
+			`sluice.yaml:3:14: error: environments.gpu.backend: "dokcer" is not valid here; use one of: docker, batch, kubernetes (did you mean "docker"?)`},
 		{"no backend", "environments:\n  gpu:\n    max-parallel: 2\n",
 			`sluice.yaml:3:5: error: environments.gpu: missing required key "backend" (an environment needs ` + "`backend`)"},
 		{"max-parallel 0", "environments:\n  gpu:\n    backend: docker\n    max-parallel: 0\n",
@@ -102,7 +102,7 @@ steps:
 		{"unknown key", "environments:\n  gpu:\n    backend: docker\n    netwrok: host\n",
 			`sluice.yaml:4:5: error: environments.gpu.netwrok: unknown key "netwrok" in a docker environment (did you mean "network"?); valid keys: backend, max-parallel, transfer, network, image`},
 		{"unknown key, unknown backend", "environments:\n  gpu:\n    backend: nope\n    zone: x\n",
-			"sluice.yaml:3:14: error: environments.gpu.backend: \"nope\" is not valid here; use one of: docker, batch\n" +
+			"sluice.yaml:3:14: error: environments.gpu.backend: \"nope\" is not valid here; use one of: docker, batch, kubernetes\n" +
 				`sluice.yaml:4:5: error: environments.gpu.zone: unknown key "zone" in an environment (did you mean "zones"?); valid keys: backend, max-parallel, transfer, network, image, project, region, zones,`},
 		{"empty network", "environments:\n  gpu:\n    backend: docker\n    network: ' '\n",
 			`sluice.yaml:4:14: error: environments.gpu.network: " " is not valid: expected a Docker network name, such as host`},

@@ -297,8 +297,11 @@ func (pp *PipelinePlan) whereText(np *NodePlan) string {
 	switch {
 	case env != nil:
 		s := fmt.Sprintf("%s (environment %q", env.Backend, slug)
-		if env.Backend == BackendBatch {
+		switch env.Backend {
+		case BackendBatch:
 			s += ", " + env.Batch.Describe()
+		case BackendKubernetes:
+			s += ", " + env.Kube.Describe()
 		}
 		if env.MaxParallel > 0 {
 			s += fmt.Sprintf(", at most %d at once", env.MaxParallel)

@@ -240,7 +240,7 @@ func LoadSluiceConfig(name string, cfg *Config) (*SluiceConfig, Diagnostics) {
 }
 
 // checkMaxCost reports the environments whose spend max-cost (x) could not
-// count: a Batch environment without hourly-price.
+// count: a Batch or kubernetes environment without hourly-price.
 func checkMaxCost(r *reporter, x *Value, envs map[string]*Environment) {
 	if f := x.Number(); math.IsNaN(f) || math.IsInf(f, 0) {
 		r.errorf(x.Pos, "max-cost", "expected a finite price in USD, got %s", x.Repr())
@@ -248,13 +248,17 @@ func checkMaxCost(r *reporter, x *Value, envs map[string]*Environment) {
 	}
 	var unpriced []string
 	for name, env := range envs {
-		if env.Backend == BackendBatch && env.Batch.HourlyPrice == nil {
+		if env.Backend == BackendBatch && env.Batch.HourlyPrice == nil || env.Backend == BackendKubernetes && env.Kube.HourlyPrice == nil {
 			unpriced = append(unpriced, name)
 		}
 	}
 	slices.Sort(unpriced)
 	for _, name := range unpriced {
-		r.errorf(envs[name].Pos, "environments."+name, "environment %s has no hourly-price, so max-cost (line %d) cannot count what its VMs cost; give its price per VM hour in USD, hourly-price: 1.20", name, x.Pos.Line)
+		what := "VM"
+		if envs[name].Backend == BackendKubernetes {
+			what = "node"
+		}
+		r.errorf(envs[name].Pos, "environments."+name, "environment %s has no hourly-price, so max-cost (line %d) cannot count what its %ss cost; give its price per %s hour in USD, hourly-price: 1.20", name, x.Pos.Line, what, what)
 	}
 }
 

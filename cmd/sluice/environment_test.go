@@ -30,7 +30,7 @@ func TestLintReadsSluiceYAML(t *testing.T) {
 		t.Errorf("--strict with unmapped environments: exit %d", code)
 	}
 	code, out, _ = runCLI(t, "lint", envScenarios+"bad-sluice-yaml/valohai.yaml")
-	if code != exitFailed || !strings.Contains(out, `bad-sluice-yaml/sluice.yaml:4:14: error: environments.gpu-v100.backend: "kubernetes" is not valid here; use one of: docker`) {
+	if code != exitFailed || !strings.Contains(out, `bad-sluice-yaml/sluice.yaml:4:14: error: environments.gpu-v100.backend: "nomad" is not valid here; use one of: docker, batch, kubernetes`) {
 		t.Errorf("a bad sluice.yaml: exit %d\n%s", code, out)
 	}
 }
@@ -127,5 +127,35 @@ func TestLintAndPlanBatchEnvironment(t *testing.T) {
 	}
 	if code != exitFailed {
 		t.Errorf("lint of batch-bad: exit %d", code)
+	}
+}
+
+// A kubernetes environment: lint takes it, plan says where each node runs
+// and on what, and a bad one (a GPU count without a GPU resource name among
+// them) fails lint at its line and column.
+func TestLintAndPlanKubeEnvironment(t *testing.T) {
+	file := envScenarios + "kubernetes/valohai.yaml"
+	if code, out, errOut := runCLI(t, "lint", "--strict", file); code != 0 {
+		t.Fatalf("lint: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut := runCLI(t, "plan", "--reuse=false", file)
+	want := "  train  (execution, step \"train\")\n    runs on: kubernetes (environment \"gke-gpu\", context gke_ml-team_us-central1_ml, namespace ml-ci, 1 x nvidia.com/gpu, nodes cloud.google.com/gke-accelerator=nvidia-l4, priority ci-low, at most 2 at once)\n"
+	if code != 0 || !strings.Contains(out, want) {
+		t.Errorf("plan: exit %d, want %q in\n%s%s", code, want, out, errOut)
+	}
+	code, out, _ = runCLI(t, "lint", envScenarios+"kubernetes-bad/valohai.yaml")
+	for _, want := range []string{
+		`kubernetes-bad/sluice.yaml:5:14: error: environments.gke-gpu.context: context and in-cluster: true (line 4) both say how to reach the cluster`,
+		`kubernetes-bad/sluice.yaml:6:14: error: environments.gke-gpu.labels.sluice-run: label "sluice-run": the sluice- prefix is sluice's own`,
+		`kubernetes-bad/sluice.yaml:8:56: error: environments.gke-gpu.tolerations[0].value: value "present" with operator: Exists: the API server refuses it`,
+		`kubernetes-bad/sluice.yaml:9:76: error: environments.gke-gpu.tolerations[1].toleration-seconds: toleration-seconds is only for effect: NoExecute`,
+		`kubernetes-bad/sluice.yaml:11:11: error: environments.gke-gpu.gpus: gpus 1, but gpu-resource (line 10) is empty: a GPU count needs a GPU resource name such as nvidia.com/gpu`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("lint of kubernetes-bad lacks %q:\n%s", want, out)
+		}
+	}
+	if code != exitFailed {
+		t.Errorf("lint of kubernetes-bad: exit %d", code)
 	}
 }
