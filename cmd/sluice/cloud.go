@@ -10,6 +10,10 @@ import (
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/sluice-ci/sluice/runner/kube"
+	"github.com/sluice-ci/sluice/spec"
 )
 
 // BatchEmulatorEnv names a Cloud Batch stand-in (host:port, plain gRPC, no
@@ -25,6 +29,45 @@ type cloudClients struct {
 	batchOnce sync.Once
 	batch     *batchapi.Client
 	batchErr  error
+
+	kubeMu sync.Mutex
+	kubes  map[kubeKey]*kubeClient
+}
+
+// kubeKey is what makes one cluster's client: the kubeconfig and context,
+// or the pod's service account.
+type kubeKey struct {
+	kubeconfig, context string
+	inCluster           bool
+}
+
+type kubeClient struct {
+	client  kubernetes.Interface
+	cluster string
+	err     error
+}
+
+// Kube returns the client of a kubernetes environment's cluster and the
+// cluster's name (its context, or the API server's host in-cluster): one
+// per kubeconfig and context, made when an environment first needs it.
+func (c *cloudClients) Kube(env spec.KubeEnvironment) (kubernetes.Interface, string, error) {
+	key := kubeKey{env.Kubeconfig, env.Context, env.InCluster}
+	c.kubeMu.Lock()
+	defer c.kubeMu.Unlock()
+	if k, ok := c.kubes[key]; ok {
+		return k.client, k.cluster, k.err
+	}
+	k := &kubeClient{}
+	cfg, cluster, err := kube.Connect(env, c.getenv)
+	if err == nil {
+		k.client, err = kubernetes.NewForConfig(cfg)
+	}
+	k.cluster, k.err = cluster, err
+	if c.kubes == nil {
+		c.kubes = map[kubeKey]*kubeClient{}
+	}
+	c.kubes[key] = k
+	return k.client, k.cluster, k.err
 }
 
 // Batch returns the Cloud Batch client: Application Default Credentials

@@ -8,12 +8,16 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
+
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/sluice-ci/sluice/runner"
 	"github.com/sluice-ci/sluice/runner/batch"
 	"github.com/sluice-ci/sluice/runner/docker"
 	"github.com/sluice-ci/sluice/runner/imageref"
+	"github.com/sluice-ci/sluice/runner/kube"
 	"github.com/sluice-ci/sluice/spec"
 	"github.com/sluice-ci/sluice/store"
 )
@@ -25,6 +29,14 @@ type executors struct {
 	envs  map[string]runner.Environment
 	// dockers are the Docker executors of environments, for the sweep.
 	dockers []*docker.Executor
+	// kubes are the namespaces of the kubernetes environments, for the sweep.
+	kubes []kubeNamespace
+}
+
+// kubeNamespace is a cluster's namespace that a run's Jobs go to.
+type kubeNamespace struct {
+	client             kubernetes.Interface
+	cluster, namespace string
 }
 
 // runOptions are what the executors of a run are made from.
@@ -75,6 +87,13 @@ func startExecutors(ctx context.Context, o runOptions, cfg *spec.Config, p *spec
 		if d, ok := e.(*docker.Executor); ok {
 			ex.dockers = append(ex.dockers, d)
 		}
+		if env.Backend == spec.BackendKubernetes {
+			client, cluster, _ := o.clouds.Kube(env.Kube) // made above, without an error
+			ns := kubeNamespace{client: client, cluster: cluster, namespace: env.Kube.Namespace}
+			if !slices.ContainsFunc(ex.kubes, func(k kubeNamespace) bool { return k.cluster == ns.cluster && k.namespace == ns.namespace }) {
+				ex.kubes = append(ex.kubes, ns)
+			}
+		}
 	}
 	return ex, nil
 }
@@ -99,6 +118,30 @@ func (o runOptions) environmentExecutor(ctx context.Context, env *spec.Environme
 			AgentImage: image, AgentEnv: agentEnv(o.getenv), Repository: o.repo,
 			ImageResolver: imageref.New(imageref.Options{Logger: o.logger}), Logger: o.logger,
 			Poll: durationEnv(o.getenv, "SLUICE_BATCH_POLL")})
+	case spec.BackendKubernetes:
+		// Before the cluster: a local store needs no cluster to refuse.
+		if err := kube.CheckStore(o.storeURL); err != nil {
+			return nil, err
+		}
+		client, cluster, err := o.clouds.Kube(env.Kube)
+		if err != nil {
+			return nil, err
+		}
+		pctx, cancel := context.WithTimeout(ctx, preflightTimeout)
+		defer cancel()
+		if err := kube.Preflight(pctx, client, env.Kube.Namespace); err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("cluster %s: %w", cluster, err)
+		}
+		image := env.Kube.Image
+		if image == "" {
+			image = docker.DefaultAgentImage(version())
+		}
+		return kube.New(kube.Options{Client: client, Cluster: cluster, Environment: env, Store: o.st, StoreURL: o.storeURL,
+			AgentImage: image, AgentEnv: agentEnv(o.getenv), Repository: o.repo,
+			ImageResolver: imageref.New(imageref.Options{Logger: o.logger}), Logger: o.logger})
 	case spec.BackendDocker:
 		opts := docker.Options{Pull: o.pull, Logger: o.logger, CleanupTimeout: 30 * time.Second,
 			RegistryAuth: docker.ConfigAuth(o.getenv), Transfer: docker.Transfer(env.Docker.Transfer),
@@ -114,6 +157,9 @@ func (o runOptions) environmentExecutor(ctx context.Context, env *spec.Environme
 	}
 	return nil, fmt.Errorf("backend %q is not one this sluice has", env.Backend)
 }
+
+// preflightTimeout bounds the questions sluice asks a cluster before a run.
+const preflightTimeout = 30 * time.Second
 
 // agentEnv is what `sluice agent` needs of this process's environment to
 // reach the store: the Cloud Storage emulator's address, if one is used.
@@ -131,6 +177,24 @@ func (ex *executors) sweep(ctx context.Context, runID string, stderr io.Writer) 
 	sweepContainers(ctx, ex.local, runID, stderr)
 	for _, d := range ex.dockers {
 		sweepContainers(ctx, d, runID, stderr)
+	}
+	for _, k := range ex.kubes {
+		sweepJobs(ctx, k, runID, stderr)
+	}
+}
+
+// sweepJobs deletes the Jobs of the run that are still in a namespace: its
+// executor deletes each of its own, even when cancelled; this is for what
+// it could not.
+func sweepJobs(ctx context.Context, k kubeNamespace, runID string, stderr io.Writer) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	deleted, err := kube.SweepRun(ctx, k.client, k.namespace, runID)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice: deleting the run's Jobs in %s/%s: %v (run `sluice gc --cloud` once they are past their TTL)\n", k.cluster, k.namespace, err)
+	}
+	if len(deleted) > 0 {
+		fmt.Fprintf(stderr, "sluice: deleted %s the run left in %s/%s: %s\n", plural(len(deleted), "Job"), k.cluster, k.namespace, strings.Join(deleted, ", "))
 	}
 }
 

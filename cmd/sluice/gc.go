@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-ci/sluice/runner/batch"
+	"github.com/sluice-ci/sluice/runner/kube"
 	"github.com/sluice-ci/sluice/spec"
 	"github.com/sluice-ci/sluice/store"
 )
@@ -32,9 +33,10 @@ func newGCCmd(stdout io.Writer) *cobra.Command {
 			"It keeps old runs that are still running (unless their record has not changed for 7 days),\n" +
 			"runs that a ref names (a branch's baseline), and records it cannot read, with everything they\n" +
 			"mention. --dry-run prints what would be removed and deletes nothing.\n\n" +
-			"With --cloud it deletes the cloud jobs (Cloud Batch) that sluice started and that are past their\n" +
-			"TTL (the sluice-created and sluice-ttl labels every job carries), in every batch environment of\n" +
-			"sluice.yaml: what a CI job killed outright left. --cloud alone sweeps only the cloud.",
+			"With --cloud it deletes the cloud jobs that sluice started and that are past their TTL (the\n" +
+			"sluice-created and sluice-ttl labels every job carries): the Cloud Batch jobs of every batch\n" +
+			"environment of sluice.yaml, and the Kubernetes Jobs (with their pods) in the namespace of every\n" +
+			"kubernetes environment: what a CI job killed outright left. --cloud alone sweeps only the cloud.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cloud {
@@ -77,8 +79,10 @@ func newGCCmd(stdout io.Writer) *cobra.Command {
 	return cmd
 }
 
-// gcCloud sweeps the Batch jobs past their TTL in every batch environment
-// of sluice.yaml, one location at a time.
+// gcCloud sweeps the cloud jobs past their TTL: the Batch jobs of every
+// batch environment of sluice.yaml, one location at a time, and the Jobs in
+// the namespace of every kubernetes environment, one namespace of a cluster
+// at a time.
 func gcCloud(ctx context.Context, stdout io.Writer, config string, dryRun bool) error {
 	sc, diags := spec.LoadSluiceConfig(config, nil)
 	if diags.HasErrors() {
@@ -88,41 +92,75 @@ func gcCloud(ctx context.Context, stdout io.Writer, config string, dryRun bool) 
 		return usageErrorf("gc --cloud: %s: no such file; give the sluice.yaml whose environments to sweep with --config", config)
 	}
 	parents := map[string]bool{}
+	var kubes []*spec.Environment
 	for _, slug := range slices.Sorted(maps.Keys(sc.Environments)) {
-		if env := sc.Environments[slug]; env.Backend == spec.BackendBatch {
+		switch env := sc.Environments[slug]; env.Backend {
+		case spec.BackendBatch:
 			parents[fmt.Sprintf("projects/%s/locations/%s", env.Batch.Project, env.Batch.Region)] = true
+		case spec.BackendKubernetes:
+			kubes = append(kubes, env)
 		}
 	}
-	if len(parents) == 0 {
-		fmt.Fprintf(stdout, "gc --cloud: %s has no batch environment: nothing to sweep\n", config)
+	if len(parents) == 0 && len(kubes) == 0 {
+		fmt.Fprintf(stdout, "gc --cloud: %s has no batch or kubernetes environment: nothing to sweep\n", config)
 		return nil
 	}
 	clouds := &cloudClients{getenv: os.Getenv}
 	defer clouds.Close()
-	client, err := clouds.Batch(ctx)
-	if err != nil {
-		return &exitError{code: exitFailed, err: err}
-	}
 	verb := "deleted"
 	if dryRun {
 		verb = "would delete"
 	}
 	var errs []error
 	now := timeNow()
-	for _, parent := range slices.Sorted(maps.Keys(parents)) {
-		swept, err := batch.Sweep(ctx, client, parent, now, dryRun)
+	if len(parents) > 0 {
+		client, err := clouds.Batch(ctx)
+		if err != nil {
+			return &exitError{code: exitFailed, err: err}
+		}
+		for _, parent := range slices.Sorted(maps.Keys(parents)) {
+			swept, err := batch.Sweep(ctx, client, parent, now, dryRun)
+			for _, s := range swept {
+				if s.Err != nil {
+					errs = append(errs, fmt.Errorf("delete %s: %w", s.Name, s.Err))
+					continue
+				}
+				fmt.Fprintf(stdout, "%s %s (run %s, node %s, %s, created %s, expired %s ago)\n", verb, s.Name, s.Run, s.Node,
+					strings.ToLower(s.State), s.Created.Format(time.RFC3339), now.Sub(s.Expired).Round(time.Second))
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+			fmt.Fprintf(stdout, "gc --cloud: %s: %s %s past their TTL\n", parent, verb, plural(len(swept), "job"))
+		}
+	}
+	seen := map[string]bool{}
+	for _, env := range kubes {
+		client, cluster, err := clouds.Kube(env.Kube)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s:%d:%d: environment %q: %w", sc.File, env.Pos.Line, env.Pos.Col, env.Name, err))
+			continue
+		}
+		where := cluster + "/" + env.Kube.Namespace
+		if seen[where] {
+			continue
+		}
+		seen[where] = true
+		swept, err := kube.Sweep(ctx, client, env.Kube.Namespace, now, dryRun)
+		n := 0
 		for _, s := range swept {
 			if s.Err != nil {
-				errs = append(errs, fmt.Errorf("delete %s: %w", s.Name, s.Err))
+				errs = append(errs, fmt.Errorf("delete Job %s/%s: %w", s.Namespace, s.Name, s.Err))
 				continue
 			}
-			fmt.Fprintf(stdout, "%s %s (run %s, node %s, %s, created %s, expired %s ago)\n", verb, s.Name, s.Run, s.Node,
-				strings.ToLower(s.State), s.Created.Format(time.RFC3339), now.Sub(s.Expired).Round(time.Second))
+			n++
+			fmt.Fprintf(stdout, "%s Job %s/%s on %s (run %s, node %s, created %s, expired %s ago)\n", verb, s.Namespace, s.Name, cluster,
+				s.Run, s.Node, s.Created.Format(time.RFC3339), now.Sub(s.Expired).Round(time.Second))
 		}
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("environment %q: %w", env.Name, err))
 		}
-		fmt.Fprintf(stdout, "gc --cloud: %s: %s %s past their TTL\n", parent, verb, plural(len(swept), "job"))
+		fmt.Fprintf(stdout, "gc --cloud: %s: %s %s past their TTL\n", where, verb, plural(n, "Job"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return &exitError{code: exitFailed, err: err}
