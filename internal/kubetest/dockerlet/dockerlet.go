@@ -60,6 +60,10 @@ type Options struct {
 	NodeName string            // default DefaultNodeName
 	Labels   map[string]string // added to the node's own
 	Taints   []corev1.Taint
+	// Capacity is added to the node's capacity and allocatable, such as
+	// {nvidia.com/gpu: 1}: the scheduler then places pods that request it
+	// here. The containers get no device; the step sees none.
+	Capacity corev1.ResourceList
 	// Docker is the daemon's client; nil means one from the environment
 	// (DOCKER_HOST, else the local socket).
 	Docker client.APIClient
@@ -219,6 +223,9 @@ func (k *Kubelet) node(ctx context.Context, cli client.APIClient, opts Options) 
 		corev1.ResourceCPU:    *resource.NewQuantity(int64(info.NCPU), resource.DecimalSI),
 		corev1.ResourceMemory: *resource.NewQuantity(info.MemTotal, resource.BinarySI),
 		corev1.ResourcePods:   resource.MustParse("110"),
+	}
+	for name, q := range opts.Capacity {
+		capacity[name] = q
 	}
 	now := metav1.Now()
 	cond := func(t corev1.NodeConditionType, s corev1.ConditionStatus, reason string) corev1.NodeCondition {

@@ -15,6 +15,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -33,7 +34,8 @@ func TestDockerNode(t *testing.T) {
 	cli := dockertest.Client(t)
 	img := dockertest.Image(t)
 	c := kubetest.Start(t, kubetest.Options{Nodes: []kubetest.Node{}})
-	k := dockerlet.Start(t, c.Clientset, dockerlet.Options{Docker: cli})
+	k := dockerlet.Start(t, c.Clientset, dockerlet.Options{Docker: cli,
+		Capacity: corev1.ResourceList{kubetest.DefaultGPUResource: resource.MustParse("2")}})
 	cs := c.Clientset
 
 	node, err := cs.CoreV1().Nodes().Get(context.Background(), k.NodeName, metav1.GetOptions{})
@@ -42,6 +44,9 @@ func TestDockerNode(t *testing.T) {
 	}
 	if !kubetest.NodeReady(node) || node.Labels[kubetest.NodeTypeLabel] != "docker" {
 		t.Fatalf("node %s: ready %v, labels %v", node.Name, kubetest.NodeReady(node), node.Labels)
+	}
+	if q := node.Status.Allocatable[kubetest.DefaultGPUResource]; q.Value() != 2 {
+		t.Errorf("node %s: allocatable %s = %s, want the 2 of Options.Capacity", node.Name, kubetest.DefaultGPUResource, q.String())
 	}
 
 	t.Run("init container hands a file over an emptyDir", func(t *testing.T) {
