@@ -148,7 +148,9 @@ func TestKubeBadInputFailsBeforeAnyJob(t *testing.T) {
 	}{
 		{"no kubeconfig", func(t *testing.T) { r.setenv("KUBECONFIG", "") }, nil,
 			`sluice.yaml:2:3: environment "gke-gpu": no kubeconfig: ~/.kube/config does not exist; set kubeconfig: in sluice.yaml, KUBECONFIG, or in-cluster: true`},
-		{"unknown context", func(t *testing.T) { r.edit(t, "sluice.yaml", "namespace: ml-ci", "namespace: ml-ci\n    context: gke-prod") }, nil,
+		{"unknown context", func(t *testing.T) {
+			r.edit(t, "sluice.yaml", "namespace: ml-ci", "namespace: ml-ci\n    context: gke-prod")
+		}, nil,
 			`sluice.yaml:2:3: environment "gke-gpu": context gke-prod is not in kubeconfig $KUBECONFIG (` + r.c.Kubeconfig + `), which has one context, kubetest`},
 		{"missing namespace", func(t *testing.T) {}, nil,
 			`sluice.yaml:2:3: environment "gke-gpu": cluster kubetest: namespace ml-ci does not exist on the cluster; create it (kubectl create namespace ml-ci)`},
