@@ -27,6 +27,7 @@ const (
 //	    service-account: sluice-step      # the pods' service account
 //	    image-pull-secrets: [ghcr]
 //	    labels: {team: ml}                # on the Jobs and their pods
+//	    annotations: {sidecar.istio.io/inject: "false"}   # on the pods
 //	    node-selector: {cloud.google.com/gke-accelerator: nvidia-l4}
 //	    tolerations:
 //	      - {key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}
@@ -51,6 +52,7 @@ type KubeEnvironment struct {
 	ServiceAccount   string
 	ImagePullSecrets []string
 	Labels           map[string]string
+	Annotations      map[string]string
 	NodeSelector     map[string]string
 	Tolerations      []KubeToleration
 	PriorityClass    string
