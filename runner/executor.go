@@ -149,6 +149,12 @@ type Resources struct {
 	MemoryMB int64
 	// GPUs is the number of GPUs: 0 none, -1 all of the host's.
 	GPUs int
+	// CPURequest and MemoryRequestMB are what the node asks to be sure of
+	// (the step's cpu.min and memory.min), for a scheduler that reserves
+	// capacity (a Kubernetes pod's requests); 0 means none. Executors
+	// without one ignore them.
+	CPURequest      float64
+	MemoryRequestMB int64
 }
 
 // Input is one named input of a step and the files resolved for it.

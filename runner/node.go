@@ -210,6 +210,12 @@ func (r *pipelineRun) execute(ctx context.Context, n *spec.Node, np *spec.NodePl
 		if res.Memory != nil && res.Memory.Max != nil {
 			job.Resources.MemoryMB = int64(*res.Memory.Max)
 		}
+		if res.CPU != nil && res.CPU.Min != nil {
+			job.Resources.CPURequest = *res.CPU.Min
+		}
+		if res.Memory != nil && res.Memory.Min != nil {
+			job.Resources.MemoryRequestMB = int64(*res.Memory.Min)
+		}
 		job.Resources.GPUs = res.GPUs()
 	}
 	key, keyErr := r.cacheKey(ctx, exec, np, nr.Command, nr.Parameters, vals, job.Resources.GPUs)

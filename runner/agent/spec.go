@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -92,6 +93,17 @@ type Blob struct {
 	Digest string `json:"digest"`
 	Size   int64  `json:"size"`
 }
+
+// TryEnv names the variable that keeps one try's files apart when the
+// same spec is run more than once: a Kubernetes Job's controller makes a
+// new pod with the same spec after an eviction, and each pod's agent, told
+// its pod's name through this variable, puts its log chunks, outputs and
+// exit record below <prefix>/<value> (TryPrefix) instead of <prefix>.
+// ReadSpec applies it; unset, the spec's prefix is used as it is.
+const TryEnv = "SLUICE_AGENT_TRY"
+
+// TryPrefix is the prefix of the try named try of the attempt below prefix.
+func TryPrefix(prefix, try string) string { return prefix + "/" + keySafe(try) }
 
 // Keys of an attempt's files below its prefix.
 func SpecKey(prefix string) string { return prefix + "/job.json" }
@@ -213,6 +225,9 @@ func ReadSpec(ctx context.Context, st store.Store, key string) (*Spec, error) {
 	s.Parameters = plainJSON(s.Parameters).(map[string]any)
 	if _, err := s.Job(nil); err != nil {
 		return nil, fmt.Errorf("job spec %s: %w", key, err)
+	}
+	if try := os.Getenv(TryEnv); try != "" {
+		s.Prefix = TryPrefix(s.Prefix, try)
 	}
 	return &s, nil
 }

@@ -9,18 +9,35 @@
 //     command, its limits, its log in chunks, its outputs and exit record
 //     into the store.
 //
-// SKELETON: the API the cmd wiring is written against; Run is not written yet.
+// Kubernetes retries what is not the step's doing: the Job's pod failure
+// policy ignores a pod's failure with a DisruptionTarget condition (an
+// eviction, a preemption, a lost node), and the Job controller makes a new
+// pod, which sluice records as a new try; sluice counts those against the
+// environment's retries itself and fails the node past them. The step's own
+// non-zero exit fails the Job at once. Each pod's agent keeps its files
+// apart (agent.TryEnv, the pod's name), and Run follows the pod it watches.
+//
+// Run watches the Job and its pods (watches, re-listed when one ends) and
+// turns what the pods say into the node's errors: an image that cannot be
+// pulled, a pod that no node can take within queue-timeout (with the
+// scheduler's message), an OOM kill (with the limit). The agent's exit
+// record decides the result when it is there.
 package kube
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/sluice-ci/sluice/runner"
+	"github.com/sluice-ci/sluice/runner/agent"
 	"github.com/sluice-ci/sluice/spec"
 	"github.com/sluice-ci/sluice/store"
 )
@@ -70,14 +87,146 @@ type Options struct {
 // Executor runs nodes as Kubernetes Jobs. It is safe for concurrent use.
 type Executor struct {
 	opts Options
+	cfg  spec.KubeEnvironment
+	log  *slog.Logger
 }
 
 var _ runner.Executor = (*Executor)(nil)
 
-// New checks the options.
-func New(opts Options) (*Executor, error) { return &Executor{opts: opts}, nil }
+// New checks the options: a kubernetes environment, a client, a gs:// store
+// (the pods read their files from there) and a sluice image; it fills in
+// the environment's defaults.
+func New(opts Options) (*Executor, error) {
+	if opts.Client == nil {
+		return nil, errors.New("kube: no client")
+	}
+	if opts.Environment == nil || opts.Environment.Backend != spec.BackendKubernetes {
+		return nil, errors.New("kube: not a kubernetes environment")
+	}
+	if opts.Store == nil {
+		return nil, errors.New("kube: no store")
+	}
+	if !strings.HasPrefix(opts.StoreURL, "gs://") {
+		return nil, fmt.Errorf("kube: the pods need a store they can reach, a gs:// bucket, not %q", opts.StoreURL)
+	}
+	cfg := opts.Environment.Kube
+	if cfg.Namespace == "" {
+		cfg.Namespace = spec.DefaultKubeNamespace
+	}
+	if cfg.GPUResource == "" {
+		cfg.GPUResource = spec.DefaultKubeGPUResource
+	}
+	if cfg.QueueTimeout <= 0 {
+		cfg.QueueTimeout = spec.DefaultKubeQueueTimeout
+	}
+	if cfg.TTLAfterFinished <= 0 {
+		cfg.TTLAfterFinished = spec.DefaultKubeTTL
+	}
+	if opts.AgentImage == "" {
+		opts.AgentImage = cfg.Image
+	}
+	if opts.AgentImage == "" {
+		return nil, errors.New("kube: no sluice image for the agent")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.LogPoll <= 0 {
+		opts.LogPoll = time.Second
+	}
+	if opts.DeleteTimeout <= 0 {
+		opts.DeleteTimeout = 5 * time.Second
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Executor{opts: opts, cfg: cfg, log: log}, nil
+}
 
-// Run implements runner.Executor.
-func (e *Executor) Run(ctx context.Context, job runner.Job) (runner.Result, error) {
-	return runner.Result{ExitCode: -1, Reason: runner.ReasonError}, errors.New("kube: not written yet")
+// Namespace is the namespace the environment's Jobs are created in.
+func (e *Executor) Namespace() string { return e.cfg.Namespace }
+
+// ImageDigest names the image from its registry (runner.ImageResolver).
+func (e *Executor) ImageDigest(ctx context.Context, ref string) (string, error) {
+	if e.opts.ImageResolver == nil {
+		return "", fmt.Errorf("no registry to ask for the digest of %s", ref)
+	}
+	return e.opts.ImageResolver.ImageDigest(ctx, ref)
+}
+
+// Run implements runner.Executor: one Job for the node, watched to its end.
+func (e *Executor) Run(ctx context.Context, job runner.Job) (res runner.Result, err error) {
+	res = runner.Result{ExitCode: -1, Reason: runner.ReasonError}
+	pl := &store.Placement{Backend: spec.BackendKubernetes, Environment: e.opts.Environment.Name, Location: e.opts.Cluster,
+		CostKnown: e.cfg.HourlyPrice != nil}
+	res.Placement = pl
+	if err := job.Validate(); err != nil {
+		return res, err
+	}
+	defer flushSinks(job)
+	progress := func(format string, args ...any) {
+		if job.Progress != nil {
+			job.Progress(fmt.Sprintf(format, args...))
+		}
+	}
+	gpu, err := gpus(job, e.cfg)
+	if err != nil {
+		return res, err
+	}
+	if gpu > 0 {
+		pl.Accelerator, pl.AcceleratorCount = e.cfg.GPUResource, gpu
+	}
+	if err := runner.Stage(ctx, e.opts.Store, &job); err != nil {
+		return res, fmt.Errorf("node %s: %w", job.Node, err)
+	}
+	// The node pulls the image itself; its registry names the digest that
+	// the run record keeps.
+	digest, digestErr := "", error(nil)
+	if e.opts.ImageResolver != nil {
+		digest, digestErr = e.opts.ImageResolver.ImageDigest(ctx, job.Image)
+	}
+	now := e.opts.Now()
+	prefix := agent.AttemptPrefix(job)
+	sp, err := agent.NewSpec(ctx, job, e.opts.StoreURL, prefix, now)
+	if err != nil {
+		return res, fmt.Errorf("node %s: %w", job.Node, err)
+	}
+	sp.Checkpoints = agent.CheckpointsPrefix(job)
+	key, err := sp.Put(ctx, e.opts.Store)
+	if err != nil {
+		return res, fmt.Errorf("node %s: %w", job.Node, err)
+	}
+	name := jobName(job.RunID, job.Node)
+	obj, err := e.jobObject(job, name, key, now)
+	if err != nil {
+		return res, err
+	}
+	created, err := e.opts.Client.BatchV1().Jobs(e.cfg.Namespace).Create(ctx, obj, metav1.CreateOptions{})
+	if err != nil {
+		if ctx.Err() != nil {
+			res.Reason = runner.ReasonCancelled
+			return res, fmt.Errorf("node %s: %w", job.Node, ctx.Err())
+		}
+		return res, fmt.Errorf("node %s: create the Job %s in namespace %s: %w", job.Node, name, e.cfg.Namespace, err)
+	}
+	progress("kube: job %s/%s created on %s", e.cfg.Namespace, name, e.opts.Cluster)
+	w := &watch{e: e, job: job, created: created, prefix: prefix, progress: progress, pl: pl, gpus: gpu,
+		pods: map[string]*podState{}}
+	out, err := w.run(ctx)
+	out.Placement = pl
+	out.ImageDigest = digest
+	if digestErr != nil && err == nil {
+		out.Warnings = append(out.Warnings, fmt.Sprintf("image %s: no digest for the run record: %v", job.Image, digestErr))
+	}
+	return out, err
+}
+
+// flushSinks flushes the job's output sinks once, after the last write.
+func flushSinks(job runner.Job) {
+	for _, s := range []any{job.Stdout, job.Stderr} {
+		if f, ok := s.(runner.Flusher); ok {
+			_ = f.Flush()
+		}
+	}
 }
