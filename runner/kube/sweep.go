@@ -61,21 +61,23 @@ func Sweep(ctx context.Context, c kubernetes.Interface, namespace string, now ti
 }
 
 // SweepRun deletes (foreground) every Job in namespace that carries the
-// sluice-run label of run, whatever its TTL: what a run's executors could
-// not remove themselves, after a cancel. It returns the names of the Jobs
-// it deleted, and does not wait for them to go.
+// sluice-run label of run and has not finished, whatever its TTL: what a
+// run's executors could not remove themselves, after a cancel. A finished
+// Job holds no node and stays for its ttlSecondsAfterFinished, as the
+// executor leaves it. It returns the names of the Jobs it deleted, and does
+// not wait for them to go.
 func SweepRun(ctx context.Context, c kubernetes.Interface, namespace, run string) ([]string, error) {
 	if run == "" {
 		return nil, fmt.Errorf("sweep the Jobs of a run: no run id")
 	}
-	jobs, err := listJobs(ctx, c, namespace, labels.Set{LabelRun: run}.String())
+	jobs, err := listJobs(ctx, c, namespace, labels.Set{LabelRun: labelValue(run)}.String())
 	if err != nil {
 		return nil, err
 	}
 	var deleted []string
 	var errs []error
 	for _, j := range jobs {
-		if j.DeletionTimestamp != nil {
+		if j.DeletionTimestamp != nil || finished(&j) != nil {
 			continue
 		}
 		if err := deleteJob(ctx, c, namespace, j.Name); err != nil {

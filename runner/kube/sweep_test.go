@@ -27,6 +27,13 @@ func sleeper(name string, labels map[string]string) *batchv1.Job {
 	}
 }
 
+// done is a Job whose pod succeeds at once on a kwok node.
+func done(name string, labels map[string]string) *batchv1.Job {
+	j := sleeper(name, labels)
+	j.Spec.Template.Annotations = nil
+	return j
+}
+
 func sluiceLabels(run string, created time.Time, ttl time.Duration) map[string]string {
 	return map[string]string{LabelRun: run, LabelNode: "train", LabelRepo: "ml-team.digits",
 		LabelCreated: strconv.FormatInt(created.Unix(), 10), LabelTTL: strconv.Itoa(int(ttl.Seconds()))}
@@ -94,6 +101,7 @@ func TestSweep(t *testing.T) {
 		sleeper("sluice-young-train", sluiceLabels("r2", now.Add(-10*time.Minute), time.Hour)),
 		sleeper("sluice-no-ttl", map[string]string{LabelRun: "r3"}),
 		sleeper("someone-else", map[string]string{LabelCreated: "1", LabelTTL: "1"}),
+		done("sluice-done-prepare", sluiceLabels("r2", now.Add(-10*time.Minute), time.Hour)),
 	} {
 		if _, err := cs.BatchV1().Jobs(ns).Create(ctx, j, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -106,11 +114,15 @@ func TestSweep(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(pods.Items) == 4 {
+		finishedJob, err := cs.BatchV1().Jobs(ns).Get(ctx, "sluice-done-prepare", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pods.Items) == 5 && finished(finishedJob) != nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d pods, want 4", len(pods.Items))
+			t.Fatalf("%d pods, want 5, and the short Job finished", len(pods.Items))
 		}
 	}
 
@@ -119,7 +131,7 @@ func TestSweep(t *testing.T) {
 		swept[0].Namespace != ns || !swept[0].Expired.Equal(time.Unix(now.Add(-time.Hour).Unix(), 0)) {
 		t.Fatalf("dry run: %+v %v", swept, err)
 	}
-	if got := jobNames(t, cs, ns); len(got) != 4 {
+	if got := jobNames(t, cs, ns); len(got) != 5 {
 		t.Fatalf("a dry run deleted: %v", got)
 	}
 	swept, err = Sweep(ctx, cs, ns, now, false)
@@ -130,14 +142,14 @@ func TestSweep(t *testing.T) {
 	if err == nil && !slices.Contains(old.Finalizers, metav1.FinalizerDeleteDependents) {
 		t.Errorf("the Job is deleted without foreground propagation: finalizers %v", old.Finalizers)
 	}
-	waitGone(t, cs, ns, "sluice-young-train", "sluice-no-ttl", "someone-else")
+	waitGone(t, cs, ns, "sluice-young-train", "sluice-no-ttl", "someone-else", "sluice-done-prepare")
 	// A second sweep finds nothing more.
 	if swept, err := Sweep(ctx, cs, ns, now, false); err != nil || len(swept) != 0 {
 		t.Errorf("second sweep: %+v %v", swept, err)
 	}
 
-	// SweepRun takes every Job of its run, young or without a TTL, and
-	// nothing else.
+	// SweepRun takes every Job of its run that has not finished, young or
+	// without a TTL, and nothing else: a finished one stays for its TTL.
 	deleted, err := SweepRun(ctx, cs, ns, "r2")
 	if err != nil || !slices.Equal(deleted, []string{"sluice-young-train"}) {
 		t.Fatalf("sweep run r2: %v %v", deleted, err)
@@ -145,7 +157,7 @@ func TestSweep(t *testing.T) {
 	if deleted, err := SweepRun(ctx, cs, ns, "r3"); err != nil || !slices.Equal(deleted, []string{"sluice-no-ttl"}) {
 		t.Fatalf("sweep run r3: %v %v", deleted, err)
 	}
-	waitGone(t, cs, ns, "someone-else")
+	waitGone(t, cs, ns, "someone-else", "sluice-done-prepare")
 	if _, err := SweepRun(ctx, cs, ns, ""); err == nil {
 		t.Error("a sweep of no run id: no error")
 	}
