@@ -394,7 +394,13 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 
 	for {
 		if !stopping {
-			for _, n := range r.graph.Ready(done, started) {
+			ready, err := r.graph.Ready(done, started)
+			if err != nil {
+				// The scheduler's own bookkeeping is wrong: stop, and say so.
+				failReason, stopping = "sluice: "+err.Error(), true
+				cancelAll()
+			}
+			for _, n := range ready {
 				if running >= r.opts.Concurrency {
 					break
 				}
@@ -417,7 +423,7 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 		if running == 0 {
 			// Nothing runs: either everything finished, or what is left can
 			// never start (a ready node was just skipped: look again).
-			if len(r.graph.Ready(done, started)) > 0 && !stopping {
+			if ready, _ := r.graph.Ready(done, started); len(ready) > 0 && !stopping {
 				continue
 			}
 			break
