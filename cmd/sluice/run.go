@@ -182,13 +182,13 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			}
 			// The verdict: a failed pipeline (1), a failed gate of sluice.yaml
 			// or a node action that stopped the pipeline (2), or passed (0).
-			r, err := assembleReport(cmd.Context(), reportInput{st: st, storeURL: storeURL, rec: rec, sluice: sc,
-				pipeline: p, baseline: baseline, repo: repo, stderr: stderr})
+			r, err := report.Assemble(cmd.Context(), report.Input{Store: st, StoreURL: storeURL, Run: rec, Sluice: sc,
+				Pipeline: p, Want: baseline, RepoDir: repo, Warn: stderr})
 			if err != nil {
-				return err
+				return &exitError{code: exitFailed, err: err}
 			}
 			v := r.Verdict
-			if len(pipelineGates(sc, p)) > 0 {
+			if len(report.PipelineGates(sc, p)) > 0 {
 				fmt.Fprintf(stderr, "sluice: gates (baseline: %s): %s\n", r.BaselineNote, v.Summary())
 			}
 			if reportFile != "" {
