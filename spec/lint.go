@@ -36,10 +36,31 @@ func lintAfterSteps(r *reporter, cfg *Config) {
 		lintPipeline(r, cfg, p)
 	}
 	for _, d := range cfg.Deployments {
-		if d.Target == "" {
-			// Valohai warns too: without a target it cannot create the deployment on its own.
-			r.warnf(d.Pos, fmt.Sprintf("deployment %q.defaults.target", d.Name), "deployment %q has no defaults.target set, which Valohai needs to create the deployment automatically", d.Name)
+		lintDeployment(r, d)
+	}
+}
+
+// lintDeployment gives a deployment's defaults the verdict of Valohai's
+// parser, which reads them as Python does: defaults that are empty or false
+// (null, {}, [], "", false, 0) and a target that is so (absent, null, "")
+// leave the deployment without a target, which Valohai warns about, as it
+// cannot create the deployment on its own then; other defaults that are not
+// a mapping make it fail. It accepts any other target; sluice warns that a
+// target is the name or UUID of a deployment target, so a string.
+func lintDeployment(r *reporter, d *Deployment) {
+	label := fmt.Sprintf("deployment %q.defaults", d.Name)
+	def, target := d.defaults, d.defaults.Get("target")
+	switch {
+	case def.Truthy() && def.Kind != KindMap:
+		r.errorf(def.Pos, label, "expected a mapping such as `defaults: {target: NAME}`, got %s", describeValue(def))
+	case !target.Truthy():
+		pos := posOf(target, def)
+		if pos.Line == 0 {
+			pos = d.Pos
 		}
+		r.warnf(pos, label+".target", "deployment %q has no defaults.target set, which Valohai needs to create the deployment automatically", d.Name)
+	case !target.IsString():
+		r.warnf(target.Pos, label+".target", "the target is the name or UUID of a deployment target, a string; got %s%s", describeValue(target), quoteHint(tStr, target))
 	}
 }
 

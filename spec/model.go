@@ -390,8 +390,12 @@ type EndpointFile struct {
 // Deployment holds defaults for creating a deployment.
 type Deployment struct {
 	Name   string
-	Target string
+	Target string // defaults.target when it is a string
 	Pos    Pos
+	// defaults is the source value of `defaults`, nil when absent: Valohai's
+	// parser takes any value there (its schema does not cover deployments),
+	// so lint judges it as that parser does.
+	defaults *Value
 }
 
 // Pipeline is a DAG of nodes joined by edges.

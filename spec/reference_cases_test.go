@@ -72,9 +72,31 @@ func TestConformanceReferenceCases(t *testing.T) {
 			file: "deployment-without-target.yaml",
 			warnings: []string{
 				`deployment-without-target.yaml:4:5: warning: deployment "no-defaults".defaults.target: deployment "no-defaults" has no defaults.target set`,
-				`deployment-without-target.yaml:6:5: warning: deployment "empty-defaults".defaults.target: deployment "empty-defaults" has no defaults.target set`,
-				`deployment-without-target.yaml:9:5: warning: deployment "empty-target".defaults.target: deployment "empty-target" has no defaults.target set`,
+				`deployment-without-target.yaml:7:15: warning: deployment "empty-defaults".defaults.target: deployment "empty-defaults" has no defaults.target set`,
+				`deployment-without-target.yaml:11:15: warning: deployment "empty-target".defaults.target: deployment "empty-target" has no defaults.target set`,
 			},
+		},
+		{
+			// reference: accepted, 4 warnings `Deployment "null-target" has no
+			// defaults.target set which is required for deployment
+			// auto-creation.` (also false-target, null-defaults,
+			// empty-list-defaults); number-target and list-target pass
+			// without a message.
+			file: "deployment-defaults-any-value.yaml",
+			warnings: []string{
+				`deployment-defaults-any-value.yaml:8:15: warning: deployment "null-target".defaults.target: deployment "null-target" has no defaults.target set`,
+				`deployment-defaults-any-value.yaml:11:24: warning: deployment "false-target".defaults.target: deployment "false-target" has no defaults.target set`,
+				`deployment-defaults-any-value.yaml:14:14: warning: deployment "null-defaults".defaults.target: deployment "null-defaults" has no defaults.target set`,
+				`deployment-defaults-any-value.yaml:17:15: warning: deployment "empty-list-defaults".defaults.target: deployment "empty-list-defaults" has no defaults.target set`,
+				`deployment-defaults-any-value.yaml:20:24: warning: deployment "number-target".defaults.target: the target is the name or UUID of a deployment target, a string; got an integer (5)`,
+				`deployment-defaults-any-value.yaml:23:24: warning: deployment "list-target".defaults.target: the target is the name or UUID of a deployment target, a string; got a list of 1 items`,
+			},
+		},
+		{
+			// reference: error `could not parse YAML: 'str' object has no
+			// attribute 'get'`.
+			file:   "deployment-defaults-not-a-mapping.yaml",
+			errors: []string{`deployment-defaults-not-a-mapping.yaml:5:15: error: deployment "string-defaults".defaults: expected a mapping such as`},
 		},
 		{
 			// reference: accepted, no message; train gets epochs 50 (an
