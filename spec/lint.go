@@ -564,18 +564,29 @@ func lintPipeline(r *reporter, cfg *Config, p *Pipeline) {
 		if len(pp.Targets) == 0 {
 			r.warnf(pp.Pos, path, "pipeline parameter %q has no targets: it sets nothing", pp.Name)
 		}
-		for _, t := range pp.Targets {
+		for j, t := range pp.Targets {
+			pos, text := pp.Pos, t.String()
+			if j < len(pp.targetSrc) {
+				pos, text = pp.targetSrc[j].Pos, pp.targetSrc[j].Str
+			}
 			if t.Type != SocketParameter {
-				r.errorf(at(pp.raw, pp.Pos, "targets"), path+".targets", "target %q: a pipeline parameter can only set node parameters (NODE.parameter.NAME), not %s", t.String(), t.Type)
+				r.errorf(pos, path+".targets", "target %q: a pipeline parameter can only set node parameters (NODE.parameter.NAME), not %s", text, t.Type)
 				continue
 			}
 			n := p.Node(t.Node)
 			if n == nil {
-				r.errorf(at(pp.raw, pp.Pos, "targets"), path+".targets", "target %q: node %q does not exist%s", t.String(), t.Node, didYouMean(t.Node, nodeNames(p)))
+				r.errorf(pos, path+".targets", "target %q: node %q does not exist%s", text, t.Node, didYouMean(t.Node, nodeNames(p)))
 				continue
 			}
-			if s := cfg.NodeStep(n); s != nil && s.Parameter(t.Key) == nil {
-				r.errorf(at(pp.raw, pp.Pos, "targets"), path+".targets", "target %q: step %q has no parameter %q%s", t.String(), s.Name, t.Key, didYouMean(t.Key, paramNames(s.Parameters)))
+			s := cfg.NodeStep(n)
+			switch {
+			case s == nil || s.Parameter(t.Key) != nil:
+			case n.Type == NodeTask:
+				// Valohai checks the targets of execution nodes only, so
+				// it accepts the file; the value has nothing to set.
+				r.warnf(pos, path+".targets", "target %q: step %q of task node %q has no parameter %q, so the target sets nothing%s", text, s.Name, n.Name, t.Key, didYouMean(t.Key, paramNames(s.Parameters)))
+			default:
+				r.errorf(pos, path+".targets", "target %q: step %q has no parameter %q%s", text, s.Name, t.Key, didYouMean(t.Key, paramNames(s.Parameters)))
 			}
 		}
 	}

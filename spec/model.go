@@ -548,5 +548,6 @@ type PipelineParameter struct {
 	Description string
 	Category    string
 	Pos         Pos
-	raw         *Value // the source mapping, for positions of fields
+	raw         *Value   // the source mapping, for positions of fields
+	targetSrc   []*Value // each of Targets as written, for messages
 }

@@ -873,6 +873,7 @@ func (b *builder) pipeline(v *Value, label string, short bool) *Pipeline {
 			for _, tv := range targets {
 				if s, ok := b.socket(tv, path+".targets", "target"); ok {
 					pp.Targets = append(pp.Targets, b.parameterTarget(tv, s, path+".targets"))
+					pp.targetSrc = append(pp.targetSrc, tv)
 				}
 			}
 			pl.Parameters = append(pl.Parameters, pp)

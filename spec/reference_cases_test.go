@@ -99,6 +99,16 @@ func TestConformanceReferenceCases(t *testing.T) {
 			errors: []string{`deployment-defaults-not-a-mapping.yaml:5:15: error: deployment "string-defaults".defaults: expected a mapping such as`},
 		},
 		{
+			// reference: accepted, no message; Valohai's templates for tune
+			// and grid have no batch-size, so that target sets nothing.
+			file: "pipeline-parameter-task-node-target.yaml",
+			warnings: []string{
+				`pipeline-parameter-task-node-target.yaml:28:19: warning: pipeline "task-targets".parameters[1].targets: target "tune.parameters.batch-size": step "train" of task node "tune" has no parameter "batch-size", so the target sets nothing`,
+				`pipeline-parameter-task-node-target.yaml:28:47: warning: pipeline "task-targets".parameters[1].targets: target "grid.parameter.batch-size": step "train" of task node "grid" has no parameter "batch-size"`,
+			},
+			commands: map[string]string{"grid": "echo train --epochs=3 --learning-rate=0.1"},
+		},
+		{
 			// reference: accepted, no message; train gets epochs 50 (an
 			// integer), learning-rate 0.5 and verbose true, tune epochs 20.
 			file:     "override-untyped-parameter.yaml",
@@ -168,7 +178,9 @@ func TestConformanceReferenceCases(t *testing.T) {
 				}
 				// What Valohai runs: the node's converted parameters, then
 				// each pipeline parameter at its targets (as the reference
-				// reads them: NODE.TYPE.KEY, TYPE starting with "parameter").
+				// reads them: NODE.TYPE.KEY, TYPE starting with "parameter")
+				// that name a parameter of the node's template (it has one
+				// for every parameter of the step, null when unset).
 				// A task's variant parameter (a map of rules) is compared by
 				// the task tests, not here.
 				want, variants := map[string]map[string]any{}, map[string]bool{}
@@ -185,7 +197,7 @@ func TestConformanceReferenceCases(t *testing.T) {
 				for _, pp := range conv.Parameters {
 					for _, tgt := range pp.Targets {
 						parts := strings.SplitN(tgt, ".", 3)
-						if strings.HasPrefix(parts[1], "parameter") && pp.Expression != "" {
+						if _, ok := conv.Nodes[parts[0]][parts[2]]; ok && strings.HasPrefix(parts[1], "parameter") && pp.Expression != "" {
 							want[parts[0]][parts[2]] = pp.Expression
 						}
 					}
