@@ -367,7 +367,11 @@ func (r *pipelineRun) download(ctx context.Context, url string) (InputFile, erro
 	if err != nil {
 		return InputFile{}, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := r.opts.HTTP
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return InputFile{}, fmt.Errorf("download %s: %w", url, err)
 	}

@@ -214,7 +214,9 @@ func runCI(ctx context.Context, fl ciFlags, stdout, stderr io.Writer) error {
 	runID := runner.NewRunID(timeNow())
 	fmt.Fprintf(stderr, "sluice: run %s of pipeline %q (%d nodes, concurrency %d)\n", runID, p.Name, len(p.Nodes), fl.concurrency)
 	folds := newFolder(ctx, log, st, stderr)
-	rec, runErr := runner.Run(ctx, runner.Options{
+	gs, httpClient := inputSources(st)
+	defer gs.Close()
+	rec, runErr := runner.Run(ctx, runner.Options{GS: gs, HTTP: httpClient,
 		Config: cfg, Pipeline: p, Executor: ex.local, Environments: ex.envs, Store: st, RepoDir: repo, MaxCost: maxCost(sc),
 		Concurrency: fl.concurrency, RunID: runID, Log: io.Discard, Logger: logger,
 		Sluice: sc, Commit: commit, Branch: branch, PR: c.Number,

@@ -160,7 +160,9 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			}
 			runID := runner.NewRunID(timeNow())
 			fmt.Fprintf(stderr, "sluice: run %s of pipeline %q (%d nodes, concurrency %d)\n", runID, p.Name, len(p.Nodes), concurrency)
-			rec, err := runner.Run(cmd.Context(), runner.Options{
+			gs, httpClient := inputSources(st)
+			defer gs.Close()
+			rec, err := runner.Run(cmd.Context(), runner.Options{GS: gs, HTTP: httpClient,
 				Config: cfg, Pipeline: p, Params: values, Executor: ex.local, Environments: ex.envs, Store: st, RepoDir: repo,
 				Concurrency: concurrency, RunID: runID, Log: log, Logger: logger, OnNodeStatus: onStatus,
 				NoCache: noCacheAll, NoCacheNodes: noCacheNodes, Sluice: sc, ApprovalHint: approvalHint(sc), MaxCost: maxCost(sc),
