@@ -116,6 +116,7 @@ func Start(t testing.TB, cs kubernetes.Interface, opts Options) *Kubelet {
 	ctx = vklog.WithLogger(ctx, vkslog.FromSlog(logger))
 	k := &Kubelet{NodeName: name, Log: logPath, cancel: cancel, done: make(chan struct{})}
 	k.provider = newProvider(cli, name, logger)
+	k.provider.api = cs.CoreV1()
 
 	nodeObj, err := k.node(ctx, cli, opts)
 	if err != nil {

@@ -20,7 +20,9 @@ import (
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
 	"github.com/virtual-kubelet/virtual-kubelet/node"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 )
 
 // Labels on every Docker container and volume the stand-in makes.
@@ -37,6 +39,10 @@ type provider struct {
 	cli      client.APIClient
 	nodeName string
 	log      *slog.Logger
+
+	// api reads a pod as the API server has it; nil in tests of the
+	// provider alone.
+	api typedcorev1.PodsGetter
 
 	mu     sync.Mutex
 	pods   map[string]*podRun // by namespace/name
@@ -159,6 +165,16 @@ func (p *provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 	p.mu.Lock()
 	delete(p.pods, key(pod.Namespace, pod.Name))
 	p.mu.Unlock()
+	// Its containers are gone: as a kubelet does, take the pod off the API
+	// server now (grace 0) rather than when its grace period ends, which is
+	// when the node library would.
+	if p.api != nil && pod.DeletionTimestamp != nil {
+		zero, uid := int64(0), pod.UID
+		err := p.api.Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero, Preconditions: &metav1.Preconditions{UID: &uid}})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			p.log.Warn("delete the stopped pod", "pod", key(pod.Namespace, pod.Name), "error", err)
+		}
+	}
 	return nil
 }
 
@@ -201,10 +217,24 @@ func (p *provider) update(run *podRun, change func(st *corev1.PodStatus)) {
 	p.publish(run)
 }
 
+// publish sends the pod's status on. The node library writes the whole
+// pod it is given with UpdateStatus; once the pod is being deleted, the API
+// server refuses it if its finalizers are older than the pod's (the Job
+// controller takes its job-tracking finalizer off then), and the node
+// library would retry the refused status until its grace period ran out.
+// So a pod being deleted goes with the metadata the API server has.
 func (p *provider) publish(run *podRun) {
 	p.mu.Lock()
-	pod, notify := run.pod.DeepCopy(), p.notify
+	pod, notify, deleting := run.pod.DeepCopy(), p.notify, run.deleting
 	p.mu.Unlock()
+	if deleting && p.api != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		cur, err := p.api.Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		cancel()
+		if err == nil && cur.UID == pod.UID {
+			cur.ObjectMeta.DeepCopyInto(&pod.ObjectMeta)
+		}
+	}
 	notify(pod)
 }
 
