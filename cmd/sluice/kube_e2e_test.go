@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,12 +18,14 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/sluice-ci/sluice/internal/dockertest"
 	"github.com/sluice-ci/sluice/internal/gcstest"
 	"github.com/sluice-ci/sluice/internal/kubetest"
+	"github.com/sluice-ci/sluice/internal/kubetest/dockerlet"
 	"github.com/sluice-ci/sluice/runner/kube"
 	"github.com/sluice-ci/sluice/store"
 	"github.com/sluice-ci/sluice/store/gcs"
@@ -289,5 +294,165 @@ func TestKubeGCCloud(t *testing.T) {
 	pods, err := cs.CoreV1().Pods("ml-ci").List(ctx, metav1.ListOptions{LabelSelector: "job-name=sluice-old-train"})
 	if err != nil || len(pods.Items) != 0 {
 		t.Errorf("the old Job's pods are left: %v %v", pods, err)
+	}
+}
+
+// newKubeGPURig is a kubeRig whose only node is the Docker node stand-in
+// (internal/kubetest/dockerlet), with one nvidia.com/gpu of capacity: the
+// scheduler puts train's pod there, and its containers run on the local
+// Docker, reaching fake-gcs-server on 127.0.0.1.
+func newKubeGPURig(t *testing.T, bucket string) *kubeRig {
+	t.Helper()
+	r := newKubeRig(t, bucket, kubetest.Options{Nodes: []kubetest.Node{}})
+	dockerlet.Start(t, r.c.Clientset, dockerlet.Options{Docker: dockertest.Client(t),
+		Capacity: corev1.ResourceList{kubetest.DefaultGPUResource: resource.MustParse("1")}})
+	r.namespace(t, "ml-ci")
+	r.setenv("SLUICE_IMAGE", dockertest.SluiceImage(t))
+	return r
+}
+
+// runJobs lists the Jobs of the cluster that carry a sluice-run label.
+func (r *kubeRig) runJobs(t *testing.T) []batchv1.Job {
+	t.Helper()
+	jobs, err := r.c.Clientset.BatchV1().Jobs("").List(context.Background(), metav1.ListOptions{LabelSelector: kube.LabelRun})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jobs.Items
+}
+
+func (r *kubeRig) lastRun(t *testing.T) *store.Run {
+	t.Helper()
+	return (&batchRig{st: r.st}).lastRun(t)
+}
+
+// The headline: train runs as a Job on the cluster, asking for one
+// nvidia.com/gpu, while prepare and evaluate run on the local Docker host;
+// files and metadata go both ways through the bucket.
+func TestKubeRunPassesFilesBothWays(t *testing.T) {
+	r := newKubeGPURig(t, "kube-e2e")
+	out, code := r.sluice(t, "run", "--pull", "never", "--store", r.url)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	for _, want := range []string{
+		"train | epoch 3",         // the step's log, followed from the store
+		"evaluate | {\"sum\": 6}", // evaluate read train's model
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("output:\n%s", out)
+	}
+	rec := r.lastRun(t)
+	train, eval := rec.Node("train"), rec.Node("evaluate")
+	if rec.Status != store.StatusSucceeded || train.Status != store.StatusSucceeded {
+		t.Fatalf("run %s, train %s\n%s", rec.Status, train.Status, out)
+	}
+	if train.Metadata["accuracy"] != 0.93 {
+		t.Errorf("train's metadata %v, want accuracy 0.93", train.Metadata)
+	}
+	if train.Output("model.txt") == nil {
+		t.Errorf("train's outputs %+v lack model.txt", train.Outputs)
+	}
+	if eval.Metadata["sum"] != 6.0 {
+		t.Errorf("evaluate's metadata %v, want sum 6 from train's model", eval.Metadata)
+	}
+	pl := train.Placement
+	if pl == nil || pl.Backend != "kubernetes" || pl.Environment != "gke-gpu" || pl.Location != "kubetest/"+dockerlet.DefaultNodeName ||
+		pl.Accelerator != "nvidia.com/gpu" || pl.AcceleratorCount != 1 || len(pl.Tries) != 1 {
+		t.Fatalf("train's placement: %+v", pl)
+	}
+	if rec.Node("prepare").Placement != nil || eval.Placement != nil {
+		t.Error("a local node has a remote placement")
+	}
+	// One Job, for train, asking for the GPU, run on the Docker node.
+	jobs := r.runJobs(t)
+	if len(jobs) != 1 {
+		t.Fatalf("%d Jobs of the run, want train's", len(jobs))
+	}
+	job := jobs[0]
+	if job.Namespace != "ml-ci" || job.Labels[kube.LabelNode] != "train" || job.Labels[kube.LabelRun] == "" {
+		t.Errorf("Job %s/%s, labels %v", job.Namespace, job.Name, job.Labels)
+	}
+	var gpu resource.Quantity
+	for _, c := range job.Spec.Template.Spec.Containers {
+		if q, ok := c.Resources.Limits[kubetest.DefaultGPUResource]; ok {
+			gpu = q
+		}
+	}
+	if gpu.Value() != 1 {
+		t.Errorf("the Job's containers ask for %s %s, want 1", gpu.String(), kubetest.DefaultGPUResource)
+	}
+	pods, err := r.c.Clientset.CoreV1().Pods("ml-ci").List(context.Background(), metav1.ListOptions{LabelSelector: "job-name=" + job.Name})
+	if err != nil || len(pods.Items) != 1 || pods.Items[0].Spec.NodeName != dockerlet.DefaultNodeName {
+		t.Errorf("train's pods: %v %v", pods, err)
+	}
+}
+
+// SIGTERM (a cancelled CI job) while train runs in its pod: sluice deletes
+// the Job, and no Job or pod of the run is left, within 7 s.
+func TestKubeSIGTERMDeletesJobs(t *testing.T) {
+	r := newKubeGPURig(t, "kube-sigterm")
+	r.edit(t, "valohai.yaml", "default: 0.2", "default: 60")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := r.command(ctx, "run", "--pull", "never", "--store", r.url)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stdout)
+	var seen []string
+	for lines.Scan() {
+		seen = append(seen, lines.Text())
+		if strings.Contains(lines.Text(), "train | epoch 1") {
+			break
+		}
+	}
+	if len(r.runJobs(t)) != 1 {
+		t.Fatalf("want train's Job running; output:\n%s", strings.Join(seen, "\n"))
+	}
+	signalled := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	rest := make(chan string)
+	go func() {
+		b, _ := io.ReadAll(stdout)
+		rest <- string(b)
+	}()
+	err = cmd.Wait()
+	exited := time.Since(signalled)
+	tail := <-rest
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("exit: %v, want code 1\n%s", err, tail)
+	}
+	// sluice waits for the foreground deletion; whatever is left when it
+	// exits is polled until gone, to measure.
+	var left []string
+	for {
+		left = r.jobsAndPods(t)
+		if len(left) == 0 || time.Since(signalled) > 30*time.Second {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	gone := time.Since(signalled)
+	t.Logf("sluice exited %s after SIGTERM; no Job or pod left %s after it; its last words:\n%s", exited.Round(time.Millisecond), gone.Round(time.Millisecond), tail)
+	if len(left) > 0 {
+		t.Errorf("left after SIGTERM: %v\n%s", left, tail)
+	}
+	if gone > 7*time.Second {
+		t.Errorf("the Job and its pod took %s to go after SIGTERM, more than 7 s\n%s", gone, tail)
+	}
+	if rec := r.lastRun(t); rec.Status != store.StatusCancelled || rec.Node("train").Status != store.StatusCancelled {
+		t.Errorf("run %s, train %s; want both cancelled", rec.Status, rec.Node("train").Status)
 	}
 }
