@@ -416,6 +416,19 @@ func TestPlacements(t *testing.T) {
 			t.Errorf("missing %q in:\n%s", want, got)
 		}
 	}
+	// A kubernetes node without a price is named as such, beside Batch's.
+	run.Nodes[2].Placement = &store.Placement{Backend: "kubernetes", Environment: "gke", Location: "gke-ml/pool-a-1", Accelerator: "nvidia.com/gpu", AcceleratorCount: 1}
+	b.Reset()
+	writePlacements(&b, Report{Run: run})
+	if want := "The Batch or Kubernetes environment of 2 nodes has no `hourly-price` in sluice.yaml"; !strings.Contains(b.String(), want) {
+		t.Errorf("missing %q in:\n%s", want, b.String())
+	}
+	run.Nodes[1].Executions = run.Nodes[1].Executions[:1]
+	b.Reset()
+	writePlacements(&b, Report{Run: run})
+	if want := "The Kubernetes environment of 1 node has no `hourly-price` in sluice.yaml"; !strings.Contains(b.String(), want) {
+		t.Errorf("missing %q in:\n%s", want, b.String())
+	}
 	b.Reset()
 	writePlacements(&b, Report{Run: pipelineRun("x", "c", "b", store.StatusSucceeded, 0.9, 0.3)})
 	if b.Len() != 0 {

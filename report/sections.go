@@ -326,6 +326,7 @@ func writePlacements(b *strings.Builder, r Report) {
 	b.WriteString("|---|---|---|---|---|---:|---:|\n")
 	var total float64
 	priced, unpriced := 0, 0
+	unpricedKinds := map[string]bool{}
 	for _, p := range nodes {
 		pl := p.n.Placement
 		where := code(pl.Environment) + " (" + escapeText(pl.Backend)
@@ -356,8 +357,9 @@ func writePlacements(b *strings.Builder, r Report) {
 			cost = fmtUSD(pl.Cost)
 			total += pl.Cost
 			priced++
-		} else if pl.Backend == spec.BackendBatch {
+		} else if pl.Backend == spec.BackendBatch || pl.Backend == spec.BackendKubernetes {
 			unpriced++
+			unpricedKinds[pl.Backend] = true
 		}
 		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s |\n", code(p.name), where, strings.Join(machine, ", "), prov, triesCell(pl.Tries), wall, cost)
 	}
@@ -370,8 +372,15 @@ func writePlacements(b *strings.Builder, r Report) {
 	}
 	b.WriteString("\n")
 	if unpriced > 0 {
-		fmt.Fprintf(b, "The Batch environment of %s has no `hourly-price` in sluice.yaml: not counted in the cost.\n\n",
-			plural(unpriced, "node", "nodes"))
+		kind := "Batch"
+		switch {
+		case unpricedKinds[spec.BackendBatch] && unpricedKinds[spec.BackendKubernetes]:
+			kind = "Batch or Kubernetes"
+		case unpricedKinds[spec.BackendKubernetes]:
+			kind = "Kubernetes"
+		}
+		fmt.Fprintf(b, "The %s environment of %s has no `hourly-price` in sluice.yaml: not counted in the cost.\n\n",
+			kind, plural(unpriced, "node", "nodes"))
 	}
 }
 
