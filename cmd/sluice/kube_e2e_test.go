@@ -166,20 +166,10 @@ func TestKubeBadInputFailsBeforeAnyJob(t *testing.T) {
 			`sluice.yaml:2:3: environment "gke-gpu": a kubernetes environment needs a store its pods can reach, a gs:// bucket; local-store is on this host (give --store gs://BUCKET/PREFIX)`},
 		{"RBAC forbids creating Jobs", func(t *testing.T) {
 			r.namespace(t, "ml-ci")
-			ctx := context.Background()
-			meta := metav1.ObjectMeta{Name: "sluice-alice", Namespace: "ml-ci"}
-			if _, err := r.c.Clientset.RbacV1().Roles("ml-ci").Create(ctx, &rbacv1.Role{ObjectMeta: meta, Rules: []rbacv1.PolicyRule{
+			r.bindRole(t, "ml-ci", "alice", []rbacv1.PolicyRule{
 				{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"get", "list", "watch", "delete"}},
 				{APIGroups: []string{""}, Resources: []string{"pods", "pods/log"}, Verbs: []string{"get", "list", "watch"}},
-			}}, metav1.CreateOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := r.c.Clientset.RbacV1().RoleBindings("ml-ci").Create(ctx, &rbacv1.RoleBinding{ObjectMeta: meta,
-				Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "alice"}},
-				RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: meta.Name}}, metav1.CreateOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			waitRBAC(t, r.c.Clientset, "alice", "ml-ci")
+			})
 			r.setenv("KUBECONFIG", alice)
 		}, nil, `sluice.yaml:2:3: environment "gke-gpu": cluster kubetest: user "alice" may not create jobs.batch in namespace ml-ci (RBAC); sluice needs a Role there that grants create, get, list, watch, delete on jobs.batch`},
 	} {
@@ -326,11 +316,42 @@ func (r *kubeRig) lastRun(t *testing.T) *store.Run {
 	return (&batchRig{st: r.st}).lastRun(t)
 }
 
+// readmeRole is the Role the README gives a CI's credentials, no more.
+var readmeRole = []rbacv1.PolicyRule{
+	{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"create", "get", "list", "watch", "delete"}},
+	{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
+	{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
+}
+
+// bindRole gives user the rules in namespace, by a Role and a RoleBinding,
+// and waits until RBAC knows.
+func (r *kubeRig) bindRole(t *testing.T, namespace, user string, rules []rbacv1.PolicyRule) {
+	t.Helper()
+	ctx := context.Background()
+	meta := metav1.ObjectMeta{Name: "sluice-" + user, Namespace: namespace}
+	if _, err := r.c.Clientset.RbacV1().Roles(namespace).Create(ctx, &rbacv1.Role{ObjectMeta: meta, Rules: rules}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.c.Clientset.RbacV1().RoleBindings(namespace).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: meta,
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: meta.Name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitRBAC(t, r.c.Clientset, user, namespace)
+}
+
 // The headline: train runs as a Job on the cluster, asking for one
 // nvidia.com/gpu, while prepare and evaluate run on the local Docker host;
-// files and metadata go both ways through the bucket.
+// files and metadata go both ways through the bucket. sluice runs as a user
+// with the README's Role in the namespace and nothing else.
 func TestKubeRunPassesFilesBothWays(t *testing.T) {
 	r := newKubeGPURig(t, "kube-e2e")
+	r.bindRole(t, "ml-ci", "ci", readmeRole)
+	kubeconfig, err := r.c.UserKubeconfig("ci")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.setenv("KUBECONFIG", kubeconfig)
 	out, code := r.sluice(t, "run", "--pull", "never", "--store", r.url)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, out)
