@@ -41,6 +41,7 @@ import (
 	vkslog "github.com/virtual-kubelet/virtual-kubelet/log/slog"
 	"github.com/virtual-kubelet/virtual-kubelet/node"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
@@ -112,6 +113,16 @@ func Start(t testing.TB, cs kubernetes.Interface, opts Options) *Kubelet {
 	ctx = vklog.WithLogger(ctx, vkslog.FromSlog(logger))
 	k := &Kubelet{NodeName: name, Log: logPath, cancel: cancel, done: make(chan struct{})}
 	k.provider = newProvider(cli, name, logger)
+	// Once a deleted pod's containers are gone, the pod object goes too, at
+	// once, as a kubelet's status manager does it (the node library alone
+	// would wait out the pod's whole grace period first).
+	k.provider.removed = func(ctx context.Context, pod *corev1.Pod) {
+		err := cs.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
+			GracePeriodSeconds: new(int64(0)), Preconditions: &metav1.Preconditions{UID: &pod.UID}})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			logger.Warn("delete the removed pod", "pod", pod.Namespace+"/"+pod.Name, "err", err)
+		}
+	}
 
 	nodeObj, err := k.node(ctx, cli, opts)
 	if err != nil {

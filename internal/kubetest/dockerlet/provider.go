@@ -41,6 +41,9 @@ type provider struct {
 	mu     sync.Mutex
 	pods   map[string]*podRun // by namespace/name
 	notify func(*corev1.Pod)
+	// removed, when set, is told of a deleted pod whose containers are
+	// gone: a kubelet then deletes the pod object for good.
+	removed func(ctx context.Context, pod *corev1.Pod)
 }
 
 var (
@@ -159,6 +162,9 @@ func (p *provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 	p.mu.Lock()
 	delete(p.pods, key(pod.Namespace, pod.Name))
 	p.mu.Unlock()
+	if p.removed != nil {
+		p.removed(ctx, pod)
+	}
 	return nil
 }
 
