@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -78,7 +79,7 @@ func (d daemonImages) ImageDigest(ctx context.Context, ref string) (string, erro
 	return img.ID, nil
 }
 
-func startCluster(t *testing.T) *cluster {
+func startCluster(t testing.TB) *cluster {
 	t.Helper()
 	cli := dockertest.Client(t)
 	image := dockertest.Image(t)
@@ -144,7 +145,7 @@ func (x *cluster) leftovers(ctx context.Context, runID string) (int, error) {
 }
 
 // gone says what is left of the run's Jobs and pods at all.
-func (x *cluster) gone(t *testing.T, runID string) {
+func (x *cluster) gone(t testing.TB, runID string) {
 	t.Helper()
 	sel := LabelRun + "=" + labelValue(runID)
 	jobs, err := x.cs.BatchV1().Jobs("").List(context.Background(), metav1.ListOptions{LabelSelector: sel})
@@ -193,7 +194,7 @@ func (x *cluster) kwokJob(out, progress *lines) runner.Job {
 // playAgent stands in for the agent on kwok's nodes, which run nothing:
 // each pod of job's run that starts running is handed to act once, with
 // its number (from 1), until the test ends.
-func (x *cluster) playAgent(t *testing.T, job runner.Job, act func(n int, p *corev1.Pod)) {
+func (x *cluster) playAgent(t testing.TB, job runner.Job, act func(n int, p *corev1.Pod)) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	t.Cleanup(func() {
@@ -224,7 +225,7 @@ func (x *cluster) playAgent(t *testing.T, job runner.Job, act func(n int, p *cor
 
 // finishPod plays the agent's end of a try: a log line and the exit record
 // below the pod's prefix, then the pod's containers exit with code.
-func (x *cluster) finishPod(t *testing.T, job runner.Job, p *corev1.Pod, code int, line string) {
+func (x *cluster) finishPod(t testing.TB, job runner.Job, p *corev1.Pod, code int, line string) {
 	ctx := context.Background()
 	prefix := agent.TryPrefix(agent.AttemptPrefix(job), p.Name)
 	if _, err := x.st.Put(ctx, agent.LogKey(prefix, 1), strings.NewReader("o "+line+"\n")); err != nil {
@@ -246,7 +247,7 @@ func (x *cluster) finishPod(t *testing.T, job runner.Job, p *corev1.Pod, code in
 	x.annotate(t, p, ann)
 }
 
-func (x *cluster) annotate(t *testing.T, p *corev1.Pod, ann map[string]string) {
+func (x *cluster) annotate(t testing.TB, p *corev1.Pod, ann map[string]string) {
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": ann}})
 	if err != nil {
 		t.Error(err)
@@ -300,6 +301,7 @@ func TestCluster(t *testing.T) {
 	t.Run("OOMKilled", func(t *testing.T) { t.Parallel(); testOOMKilled(t, x) })
 	t.Run("LostNode", func(t *testing.T) { t.Parallel(); testLostNode(t, x) })
 	t.Run("Cancel", func(t *testing.T) { t.Parallel(); testCancelKwok(t, x) })
+	t.Run("CancelDocker", func(t *testing.T) { t.Parallel(); testCancelDocker(t, x) })
 	t.Run("RunsNode", func(t *testing.T) { t.Parallel(); testRunsNode(t, x) })
 }
 
@@ -601,4 +603,41 @@ func testRunsNode(t *testing.T, x *cluster) {
 	if pl.Cost < 0.001 || pl.Cost != spent || !pl.CostKnown {
 		t.Errorf("cost %g, spent %g; want at least a second's worth, the same", pl.Cost, spent)
 	}
+}
+
+// On the Docker node, where the agent really runs, a cancelled run stops
+// the step (the agent gets SIGTERM with the pod's deletion) and the Job
+// and its pod are gone well within 7 s.
+func testCancelDocker(t *testing.T, x *cluster) {
+	var out, progress lines
+	e := x.executor(t, spec.KubeEnvironment{NodeSelector: map[string]string{kubetest.NodeTypeLabel: "docker"}})
+	job := x.kwokJob(&out, &progress)
+	job.Command = "echo started; sleep 120"
+	ctx, cancel := context.WithCancel(runCtx(t))
+	var mu sync.Mutex
+	var cancelled time.Time
+	job.Stdout = runner.NewLineWriter(func(string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if cancelled.IsZero() {
+			cancelled = time.Now()
+			cancel()
+		}
+	})
+	res, err := e.Run(ctx, job)
+	returned := time.Now()
+	if res.Reason != runner.ReasonCancelled || !errors.Is(err, context.Canceled) {
+		t.Fatalf("run: %v, %s\nprogress:\n%s", err, res.Reason, progress.text())
+	}
+	mu.Lock()
+	took := returned.Sub(cancelled)
+	mu.Unlock()
+	t.Logf("Run returned %s after the cancel", took)
+	if took > 7*time.Second {
+		t.Errorf("Run returned %s after the cancel, want well under 7 s", took)
+	}
+	if !strings.Contains(progress.text(), "deleted") {
+		t.Errorf("progress:\n%s", progress.text())
+	}
+	x.gone(t, job.RunID)
 }
