@@ -92,7 +92,7 @@ func startCluster(t testing.TB) *cluster {
 	}
 	pool := func(name string) map[string]string { return map[string]string{"pool": name} }
 	c := kubetest.Start(t, kubetest.Options{Nodes: []kubetest.Node{
-		{Name: "kwok-gpu", GPUs: 8, Labels: pool(poolGPU)},
+		{Name: "kwok-gpu", GPUs: 8, Labels: map[string]string{"pool": poolGPU, instanceTypeLabel: "g2-standard-8"}},
 		{Name: "kwok-cpu", Labels: pool(poolCPU)},
 		{Name: "kwok-lose-a", GPUs: 1, Labels: pool(poolLose)},
 		{Name: "kwok-lose-b", GPUs: 1, Labels: pool(poolLose)},
@@ -425,8 +425,9 @@ func testEvicted(t *testing.T, x *cluster) {
 		pl.Tries[1].Outcome != string(runner.ReasonCompleted) {
 		t.Fatalf("tries %+v", pl.Tries)
 	}
-	if pl.Location != "kubetest/kwok-gpu" {
-		t.Errorf("location %q", pl.Location)
+	if pl.Location != "kubetest/kwok-gpu" || pl.Machine != "g2-standard-8" || pl.Tries[1].Machine != "g2-standard-8" ||
+		pl.Accelerator != "nvidia.com/gpu" || pl.AcceleratorCount != 1 {
+		t.Errorf("placement %+v", pl)
 	}
 	if !strings.Contains(progress.text(), "was evicted or preempted") || !strings.Contains(progress.text(), "(try 2") {
 		t.Errorf("progress:\n%s", progress.text())

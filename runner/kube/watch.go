@@ -350,6 +350,12 @@ func (w *watch) lastWhy() string {
 // last pod decides, when it is there.
 func (w *watch) finish(ctx context.Context, cond *batchv1.JobCondition) (runner.Result, error) {
 	res := runner.Result{ExitCode: -1, Reason: runner.ReasonError}
+	// The pods' watch may lag behind the Job's: read them as they are now.
+	if list, err := w.e.opts.Client.CoreV1().Pods(w.ns()).List(ctx, metav1.ListOptions{LabelSelector: w.selector()}); err == nil {
+		for i := range list.Items {
+			w.see(ctx, &list.Items[i])
+		}
+	}
 	ps := w.lastPod()
 	if ps == nil {
 		return res, fmt.Errorf("node %s: the Job %s/%s ended (%s: %s) without a pod", w.job.Node, w.ns(), w.name(), cond.Reason, cond.Message)
