@@ -1,11 +1,13 @@
 package report
 
 import (
+	"cmp"
 	"fmt"
 	"html"
 	"math"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -280,49 +282,93 @@ func shortSHA(s string) string {
 	return s
 }
 
-// writeTable writes the metrics table; rows >= 0 keeps that many rows,
-// failing rows first, then gated ones, then the rest.
+// writeTable writes the metrics table, the rows that matter first (see
+// orderMetrics); rows >= 0 keeps that many of them. The ungated rows whose
+// value did not change are folded into a <details> block below the table.
 func writeTable(b *strings.Builder, r Report, rows int) {
-	metrics := r.Verdict.Metrics
+	metrics := orderMetrics(r.Verdict.Metrics)
 	if rows >= 0 && rows < len(metrics) {
-		idx := make([]int, len(metrics))
-		for i := range idx {
-			idx[i] = i
+		metrics = metrics[:rows]
+	}
+	shown, folded := metrics, []Metric(nil)
+	for i, m := range metrics {
+		if unchangedInfo(m) {
+			shown, folded = metrics[:i], metrics[i:]
+			break
 		}
-		rank := func(m Metric) int {
-			switch {
-			case m.Status.Failed():
-				return 0
-			case m.Status != StatusInfo:
-				return 1
-			}
-			return 2
-		}
-		sort.SliceStable(idx, func(i, j int) bool { return rank(metrics[idx[i]]) < rank(metrics[idx[j]]) })
-		keep := idx[:rows]
-		sort.Ints(keep) // the kept rows in their usual order
-		kept := make([]Metric, len(keep))
-		for i, k := range keep {
-			kept[i] = metrics[k]
-		}
-		metrics = kept
 	}
 	base := "Baseline"
 	if r.Baseline != nil && r.Baseline.Commit != "" {
 		base += " (" + code(shortSHA(r.Baseline.Commit)) + ")"
 	}
-	if len(metrics) > 0 {
+	table := func(ms []Metric) {
 		fmt.Fprintf(b, "| Metric | %s | This run | Change | Change %% | Verdict |\n", base)
 		b.WriteString("|:--|--:|--:|--:|--:|:--|\n")
-		for _, m := range metrics {
+		for _, m := range ms {
 			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", code(m.Name), numCell(m.Baseline), numCell(m.Value),
 				signed(m.Change, false), signed(m.ChangePercent, true), verdictCell(m))
 		}
 		b.WriteString("\n")
 	}
+	if len(shown) > 0 {
+		table(shown)
+	}
+	if len(folded) > 0 {
+		// GitHub and GitLab render Markdown inside <details> when blank
+		// lines set it apart from the tags.
+		fmt.Fprintf(b, "<details><summary>%s, unchanged</summary>\n\n", plural(len(folded), "more metric", "more metrics"))
+		table(folded)
+		b.WriteString("</details>\n\n")
+	}
 	if n := len(r.Verdict.Metrics) - len(metrics); n > 0 {
 		fmt.Fprintf(b, "_%s not shown; see the full report._\n\n", plural(n, "more metric is", "more metrics are"))
 	}
+}
+
+// orderMetrics sorts the rows of the table: the gated metrics first, the
+// failed before the passed; then the ungated ones that changed, the largest
+// change first (in percent of the baseline when there is one); then those
+// with nothing to compare; last the ungated ones whose value is exactly the
+// baseline's. Rows that rank alike keep their order (node, then key).
+func orderMetrics(ms []Metric) []Metric {
+	out := slices.Clone(ms)
+	rank := func(m Metric) int {
+		switch {
+		case m.Status.Failed():
+			return 0
+		case m.Status != StatusInfo:
+			return 1
+		case unchangedInfo(m):
+			return 4
+		case m.Change != nil:
+			return 2
+		}
+		return 3
+	}
+	size := func(m Metric) float64 {
+		switch {
+		case m.ChangePercent != nil && !math.IsNaN(*m.ChangePercent):
+			return math.Abs(*m.ChangePercent)
+		case m.Change != nil && !math.IsNaN(*m.Change):
+			// No percent (a zero baseline): an absolute change counts as
+			// larger than any relative one.
+			return math.Inf(1)
+		}
+		return 0
+	}
+	slices.SortStableFunc(out, func(a, b Metric) int {
+		if c := cmp.Compare(rank(a), rank(b)); c != 0 || rank(a) != 2 {
+			return c
+		}
+		return cmp.Compare(size(b), size(a))
+	})
+	return out
+}
+
+// unchangedInfo reports whether m is an ungated metric whose value is
+// exactly its baseline's.
+func unchangedInfo(m Metric) bool {
+	return m.Status == StatusInfo && m.Trend == TrendSame
 }
 
 func numCell(f *float64) string {

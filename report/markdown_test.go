@@ -148,6 +148,23 @@ func goldenCases(t *testing.T) map[string]Report {
 	for i := range 60 {
 		long = append(long, fmt.Sprintf("%d ", i)+strings.Repeat("é", 3000))
 	}
+	// Fifteen metrics: two gated, three ungated that changed by different
+	// amounts, ten that did not change at all.
+	many := pipelineRun("20260301-120000-kkkk", "bbbbbbb", "feature/many", store.StatusSucceeded, 0.93, 0.31)
+	manyBase := pipelineRun(base.ID, base.Commit, base.Branch, store.StatusSucceeded, 0.95, 0.30)
+	for i := range 10 {
+		many.Nodes[1].Metadata[fmt.Sprintf("same_%02d", i)] = float64(i)
+		manyBase.Nodes[1].Metadata[fmt.Sprintf("same_%02d", i)] = float64(i)
+	}
+	many.Nodes[2].Metadata["a_small"], manyBase.Nodes[2].Metadata["a_small"] = 101.0, 100.0 // +1%
+	many.Nodes[2].Metadata["b_large"], manyBase.Nodes[2].Metadata["b_large"] = 50.0, 100.0  // -50%
+	many.Nodes[2].Metadata["c_zero"], manyBase.Nodes[2].Metadata["c_zero"] = 0.5, 0.0       // no percent
+	delete(many.Nodes[1].Metadata, "epochs")
+	delete(manyBase.Nodes[1].Metadata, "epochs")
+	delete(many.Nodes[0].Metadata, "rows")
+	delete(manyBase.Nodes[0].Metadata, "rows")
+	out["many-metrics"] = mk(many, manyBase, "the latest successful run on main at the merge base")
+
 	hr := Report{Run: huge, Baseline: hugeBase, Verdict: Evaluate(huge, hugeBase, stdGates),
 		Logs: map[string][]string{"report": long}, FullReport: "the job summary of this workflow run"}
 	out["huge"] = hr
@@ -215,7 +232,7 @@ func checkRenders(t *testing.T, md []byte, r Report) {
 				}
 				switch {
 				case strings.HasPrefix(body.String(), "flowchart LR\n"):
-				case strings.HasPrefix(body.String(), "xychart-beta\n") && strings.Contains(body.String(), "\n  line ["):
+				case strings.HasPrefix(body.String(), seriesInit+"\nxychart-beta\n") && strings.Contains(body.String(), "\n  line ["):
 					charts++
 				default:
 					t.Errorf("a mermaid block that is neither the flowchart nor a chart:\n%s", body.String())
@@ -230,7 +247,7 @@ func checkRenders(t *testing.T, md []byte, r Report) {
 			}
 			headings = append(headings, h.String())
 		case *ast.HTMLBlock:
-			if bytes.Contains(x.Lines().Value(md), []byte("<details>")) {
+			if v := x.Lines().Value(md); bytes.Contains(v, []byte("<details>")) && !bytes.Contains(v, []byte(", unchanged</summary>")) {
 				sections++
 			}
 		}
@@ -246,13 +263,16 @@ func checkRenders(t *testing.T, md []byte, r Report) {
 	if bytes.Contains(md, []byte("### Where nodes ran")) {
 		wantTables++
 	}
+	if bytes.Contains(md, []byte(", unchanged</summary>")) {
+		wantTables++ // the folded rows
+	}
 	if tables != wantTables {
 		t.Errorf("%d tables, want %d", tables, wantTables)
 	}
 	if mermaid-charts != 1 {
 		t.Errorf("%d mermaid flowcharts, want 1", mermaid-charts)
 	}
-	if want := bytes.Count(md, []byte("in this run")); charts != want {
+	if want := bytes.Count(md, []byte(": this run: blue")); charts != want {
 		t.Errorf("%d charts, want %d (one per captioned series)", charts, want)
 	}
 	if len(headings) == 0 || !strings.Contains(headings[0], "sluice:") {
@@ -276,6 +296,41 @@ func checkRenders(t *testing.T, md []byte, r Report) {
 	}
 }
 
+// TestMetricsOrder checks that the rows that matter come first: failed
+// gates, passed gates, ungated changes by size, and the ungated rows that did
+// not change folded away, while the verdict (and so --format json) keeps
+// every row.
+func TestMetricsOrder(t *testing.T) {
+	r := goldenCases(t)["many-metrics"]
+	if n := len(r.Verdict.Metrics); n != 15 {
+		t.Fatalf("%d metrics, want 15", n)
+	}
+	md := Markdown(r)
+	order := []string{"`evaluate.accuracy`", "`train.loss`", "`evaluate.c_zero`", "`evaluate.b_large`", "`evaluate.a_small`",
+		"<details><summary>10 more metrics, unchanged</summary>", "`train.same_00`", "`train.same_09`", "</details>"}
+	at := -1
+	for _, w := range order {
+		i := strings.Index(md, w)
+		if i < 0 {
+			t.Fatalf("no %s in\n%s", w, md)
+		}
+		if i <= at {
+			t.Errorf("%s comes before the row it should follow:\n%s", w, md)
+		}
+		at = i
+	}
+	if !strings.Contains(md, "| `evaluate.accuracy` | 0.95 | 0.93 | -0.02 | -2.11% | ❌ fail ↓ worse |") {
+		t.Errorf("the failed gate's row is not as expected:\n%s", md)
+	}
+	// Kept rows under a limit are the first ones of that order.
+	var b strings.Builder
+	writeTable(&b, r, 3)
+	if got := b.String(); !strings.Contains(got, "`evaluate.c_zero`") || strings.Contains(got, "`evaluate.b_large`") ||
+		!strings.Contains(got, "12 more metrics are not shown") {
+		t.Errorf("three rows kept:\n%s", got)
+	}
+}
+
 func TestMarkdownContent(t *testing.T) {
 	cases := goldenCases(t)
 	for name, wants := range map[string][]string{
@@ -285,15 +340,15 @@ func TestMarkdownContent(t *testing.T) {
 		"regression": {"## ❌ sluice: `train` failed", "**2 metric gates failed.**",
 			"- ❌ `evaluate.accuracy`: regressed (dropped) by 0.03 (from 0.95 to 0.92); at most 0.01 is allowed",
 			"❌ fail ↓ worse", "❌ fail ↑ worse", "regressed (rose) by 20.00% (from 0.3 to 0.36); at most 10% is allowed"},
-		"regression-extras": {"### Series", "xychart-beta\n  title \"train.loss\"\n  x-axis \"point\" 1 --> 4\n  y-axis \"loss\" 0.3 --> 1.3\n  line [1.3, 0.9, 0.6, 0.36]\n  line [1.2, 0.8, 0.5, 0.3]\n",
-			"the second line is the baseline (4 points)", "- `evaluate.f1`: node `evaluate` printed no numbers for `f1`.",
+		"regression-extras": {"### Series", seriesInit + "\nxychart-beta\n  title \"train.loss\"\n  x-axis \"point\" 1 --> 4\n  y-axis \"loss\" 0.3 --> 1.3\n  line [1.3, 0.9, 0.6, 0.36]\n  line [1.2, 0.8, 0.5, 0.3]\n",
+			"`train.loss`, 4 points: this run: blue, baseline (`main`, `1111111`): grey.", "- `evaluate.f1`: node `evaluate` printed no numbers for `f1`.",
 			"### Changed parameters", "| pipeline | `epochs` | `3` | `2` |", "| train | `hidden-size` | `64` | `8` |",
 			"### Artifacts", "[model.pkl](https://console.cloud.google.com/storage/browser/_details/bucket/runs/20260301-120000-dddd/train/model.pkl) (1.0 MiB)",
 			"[plots/loss (log).png](https://console.cloud.google.com/storage/browser/_details/bucket/runs/20260301-120000-dddd/train/plots/loss%20%28log%29.png) (2.3 KiB)"},
 		"noise":             {"✅ pass ↓ noise", "✅ sluice: `train` passed"},
 		"failed-validation": {"**The pipeline failed; 1 node failed; 2 metric gates failed.**", "node validate failed: the command exited with code 1\n", "the last 50 lines of its log", "\n````text\n", "\nchecking batch 38\n", "\nERROR 12 rows", "❌ missing", "⏭️ skipped"},
 		"reused":            {"♻️ reused from 20260228-090000-aaaa", "= same"},
-		"huge":              {"> This report was shortened to fit a comment: the log tails and 2251 metric rows left out.", "The full report: the job summary of this workflow run", "more metrics are not shown", "❌ `evaluate.accuracy`"},
+		"huge":              {"> This report was shortened to fit a comment: the log tails and 2267 metric rows left out.", "The full report: the job summary of this workflow run", "more metrics are not shown", "❌ `evaluate.accuracy`"},
 	} {
 		got := Markdown(cases[strings.TrimSuffix(name, "-extras")])
 		for _, w := range wants {

@@ -92,8 +92,17 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
+// Series colours: Mermaid's xychart has no legend, so the block sets its
+// palette (this run's line first, the baseline's second) and the caption
+// names the colours in words.
+const (
+	seriesRunColour  = "#0969da" // blue
+	seriesBaseColour = "#8c959f" // grey
+	seriesInit       = `%%{init: {"themeVariables": {"xyChart": {"plotColorPalette": "` + seriesRunColour + ", " + seriesBaseColour + `"}}}}%%`
+)
+
 // writeSeries draws each asked-for metric series (node.key) as a Mermaid
-// xychart: this run's line first, the baseline's second.
+// xychart: this run's line in blue, the baseline's in grey.
 func writeSeries(b *strings.Builder, r Report) {
 	if len(r.Series) == 0 || r.Run == nil {
 		return
@@ -113,21 +122,37 @@ func writeSeries(b *strings.Builder, r Report) {
 		cur, base = thin(cur), thin(base)
 		n := max(len(cur), len(base))
 		lo, hi := bounds2(cur, base)
-		fmt.Fprintf(b, "```mermaid\nxychart-beta\n  title \"%s\"\n  x-axis \"point\" 1 --> %d\n  y-axis \"%s\" %s --> %s\n",
-			mermaidEscape(name), n, mermaidEscape(key), chartNum(lo), chartNum(hi))
+		fmt.Fprintf(b, "```mermaid\n%s\nxychart-beta\n  title \"%s\"\n  x-axis \"point\" 1 --> %d\n  y-axis \"%s\" %s --> %s\n",
+			seriesInit, mermaidEscape(name), n, mermaidEscape(key), chartNum(lo), chartNum(hi))
 		fmt.Fprintf(b, "  line [%s]\n", chartList(cur))
 		if len(base) > 0 {
 			fmt.Fprintf(b, "  line [%s]\n", chartList(base))
 		}
 		b.WriteString("```\n")
-		caption := fmt.Sprintf("%s: %s in this run", code(name), plural(len(cur), "point", "points"))
+		caption := fmt.Sprintf("%s, %s: this run: blue", code(name), plural(len(cur), "point", "points"))
 		if len(base) > 0 {
-			caption += fmt.Sprintf("; the second line is the baseline (%s)", plural(len(base), "point", "points"))
+			caption += fmt.Sprintf(", baseline (%s): grey", baselineName(r.Baseline))
 		} else if r.Baseline != nil {
 			caption += "; the baseline has no such series"
 		}
 		b.WriteString(caption + ".\n\n")
 	}
+}
+
+// baselineName names the baseline run by its branch and short commit
+// ("main, 1992f3a"), else by its id.
+func baselineName(run *store.Run) string {
+	var parts []string
+	if run.Branch != "" {
+		parts = append(parts, code(run.Branch))
+	}
+	if run.Commit != "" {
+		parts = append(parts, code(shortSHA(run.Commit)))
+	}
+	if len(parts) == 0 {
+		return "run " + code(run.ID)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // seriesOf reads the finite numbers a node printed for key, in order: its

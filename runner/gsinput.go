@@ -6,40 +6,28 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"io"
 	"path"
 	"strings"
-	"sync"
-
-	"cloud.google.com/go/storage"
-	"google.golang.org/api/iterator"
 
 	"github.com/sluice-ci/sluice/store"
 )
 
-// gsInputs fetches gs:// input defaults. The client (Application Default
-// Credentials; STORAGE_EMULATOR_HOST for an emulator) is made on first use.
-type gsInputs struct {
-	once   sync.Once
-	client *storage.Client
-	err    error
+// GSObjects lists and reads Cloud Storage objects, for gs:// input
+// defaults (store/gcs's Objects implements it).
+type GSObjects interface {
+	// List calls fn for each object of bucket whose name starts with
+	// prefix, with its size and generation.
+	List(ctx context.Context, bucket, prefix string, fn func(name string, size, generation int64) error) error
+	// Open reads one generation of an object.
+	Open(ctx context.Context, bucket, name string, generation int64) (io.ReadCloser, error)
 }
 
-func (g *gsInputs) get(ctx context.Context) (*storage.Client, error) {
-	g.once.Do(func() {
-		g.client, g.err = storage.NewClient(context.WithoutCancel(ctx))
-		if g.err != nil {
-			g.err = fmt.Errorf("Google Cloud Storage client (credentials come from GOOGLE_APPLICATION_CREDENTIALS or the metadata server): %w", g.err)
-		}
-	})
-	return g.client, g.err
-}
-
-func (g *gsInputs) close() {
-	if g.client != nil {
-		g.client.Close()
-	}
+// gsObject is one object a gs:// default names.
+type gsObject struct {
+	bucket, name     string
+	size, generation int64
 }
 
 // gsFiles resolves a gs:// default: one object, or every object a glob (*,
@@ -51,34 +39,32 @@ func (r *pipelineRun) gsFiles(ctx context.Context, url string) ([]InputFile, err
 	if bucket == "" || pattern == "" {
 		return nil, fmt.Errorf("%s: a gs:// input names a bucket and an object (gs://BUCKET/PATH, globs allowed)", url)
 	}
-	client, err := r.gs.get(ctx)
-	if err != nil {
-		return nil, err
+	if r.opts.GS == nil {
+		return nil, fmt.Errorf("%s: this run has no Cloud Storage client for gs:// inputs", url)
 	}
 	glob := strings.ContainsAny(pattern, "*?[")
 	prefix := pattern
 	if i := strings.IndexAny(pattern, "*?["); i >= 0 {
 		prefix = pattern[:i]
 	}
+	var objs []gsObject
+	err := r.opts.GS.List(ctx, bucket, prefix, func(name string, size, generation int64) error {
+		if !strings.HasSuffix(name, "/") && (glob && matchGlob(pattern, name) || !glob && name == pattern) {
+			objs = append(objs, gsObject{bucket, name, size, generation})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", url, err)
+	}
 	var out []InputFile
-	it := client.Bucket(bucket).Objects(ctx, &storage.Query{Prefix: prefix})
-	for {
-		attrs, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: list gs://%s/%s: %w", url, bucket, prefix, err)
-		}
-		if strings.HasSuffix(attrs.Name, "/") || glob && !matchGlob(pattern, attrs.Name) || !glob && attrs.Name != pattern {
-			continue
-		}
-		d, err := r.fetchGS(ctx, client, attrs)
+	for _, o := range objs {
+		d, err := r.fetchGS(ctx, o)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", url, err)
 		}
-		out = append(out, InputFile{Name: path.Base(attrs.Name), Size: attrs.Size, Digest: d.Hex(),
-			URI: fmt.Sprintf("gs://%s/%s#%d", bucket, attrs.Name, attrs.Generation), Open: r.blobOpener(d), Blob: d})
+		out = append(out, InputFile{Name: path.Base(o.name), Size: o.size, Digest: d.Hex(),
+			URI: fmt.Sprintf("gs://%s/%s#%d", bucket, o.name, o.generation), Open: r.blobOpener(d), Blob: d})
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%s: no such object", url)
@@ -93,8 +79,8 @@ type gsFetched struct {
 	Digest store.Digest `json:"digest"`
 }
 
-func (r *pipelineRun) fetchGS(ctx context.Context, client *storage.Client, attrs *storage.ObjectAttrs) (store.Digest, error) {
-	id := fmt.Sprintf("gs://%s/%s#%d", attrs.Bucket, attrs.Name, attrs.Generation)
+func (r *pipelineRun) fetchGS(ctx context.Context, o gsObject) (store.Digest, error) {
+	id := fmt.Sprintf("gs://%s/%s#%d", o.bucket, o.name, o.generation)
 	sum := sha256.Sum256([]byte(id))
 	note := "inputs/gs/" + hex.EncodeToString(sum[:]) + ".json"
 	if rc, _, err := r.opts.Store.Open(ctx, note); err == nil {
@@ -110,7 +96,7 @@ func (r *pipelineRun) fetchGS(ctx context.Context, client *storage.Client, attrs
 	if r.opts.DryRun {
 		return store.Digest{}, fmt.Errorf("%s has not been fetched yet, so whether it changed is unknown", id)
 	}
-	rd, err := client.Bucket(attrs.Bucket).Object(attrs.Name).Generation(attrs.Generation).NewReader(ctx)
+	rd, err := r.opts.GS.Open(ctx, o.bucket, o.name, o.generation)
 	if err != nil {
 		return store.Digest{}, fmt.Errorf("download %s: %w", id, err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluice-ci/sluice/spec"
 	"github.com/sluice-ci/sluice/store/file"
+	"github.com/sluice-ci/sluice/store/gcs"
 )
 
 // gs:// input defaults, against fake-gcs-server (a real HTTP server speaking
@@ -30,6 +31,8 @@ func TestGSInputs(t *testing.T) {
 	defer srv.Stop()
 	t.Setenv("STORAGE_EMULATOR_HOST", strings.TrimPrefix(srv.URL(), "http://"))
 
+	objs := gcs.NewObjects(nil) // a client of its own, for STORAGE_EMULATOR_HOST
+	defer objs.Close()
 	var runs atomic.Int32
 	got := map[string]string{}
 	f := &fakeExec{behave: func(ctx context.Context, job Job) (Result, error) {
@@ -65,7 +68,7 @@ func TestGSInputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := mustParse(t, yaml)
-	rec, err := Run(context.Background(), Options{Config: cfg, Pipeline: cfg.Pipelines[0], Executor: f, Store: rec0Store, TempDir: t.TempDir()})
+	rec, err := Run(context.Background(), Options{Config: cfg, Pipeline: cfg.Pipelines[0], Executor: f, Store: rec0Store, GS: objs, TempDir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("run: %v", err)
 	}
@@ -84,16 +87,21 @@ func TestGSInputs(t *testing.T) {
 
 	// A new generation of an object is fetched again; the others come from the store.
 	srv.CreateObject(fakestorage.Object{ObjectAttrs: fakestorage.ObjectAttrs{BucketName: "data", Name: "mnist/train.csv"}, Content: []byte("5,6\n")})
-	if _, err := Run(context.Background(), Options{Config: cfg, Pipeline: cfg.Pipelines[0], Executor: f, Store: rec0Store, TempDir: t.TempDir()}); err != nil {
+	if _, err := Run(context.Background(), Options{Config: cfg, Pipeline: cfg.Pipelines[0], Executor: f, Store: rec0Store, GS: objs, TempDir: t.TempDir()}); err != nil {
 		t.Fatal(err)
 	}
 	if got["data/train.csv"] != "5,6\n" || got["model/model.pkl"] != "weights" {
 		t.Errorf("after a new generation: %v", got)
 	}
 
-	yaml2 := strings.Replace(yaml, "gs://data/mnist/*.csv", "gs://data/nothing/*.csv", 1)
-	if rec, _ := runPipeline(t, yaml2, f, nil, 1); rec == nil || !strings.Contains(rec.Node("train").Reason, "gs://data/nothing/*.csv: no such object") {
+	cfg2 := mustParse(t, strings.Replace(yaml, "gs://data/mnist/*.csv", "gs://data/nothing/*.csv", 1))
+	if rec, _ := Run(context.Background(), Options{Config: cfg2, Pipeline: cfg2.Pipelines[0], Executor: f, Store: rec0Store, GS: objs,
+		TempDir: t.TempDir()}); rec == nil || !strings.Contains(rec.Node("train").Reason, "gs://data/nothing/*.csv: no such object") {
 		t.Errorf("a glob matching nothing: %+v", rec)
+	}
+	// Without a Cloud Storage client, a gs:// input fails and says why.
+	if rec, _ := runPipeline(t, yaml, f, nil, 1); rec == nil || !strings.Contains(rec.Node("train").Reason, "no Cloud Storage client for gs:// inputs") {
+		t.Errorf("no client: %+v", rec)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path"
 	"path/filepath"
@@ -36,6 +37,12 @@ type Options struct {
 	// run starts.
 	Environments map[string]Environment
 	Store        store.Store
+	// GS reads the objects that gs:// input defaults name (store/gcs's
+	// Objects, sharing the store's client when the store is in Cloud
+	// Storage); nil makes such an input fail, saying so. HTTP downloads
+	// https:// input defaults; nil means http.DefaultClient.
+	GS   GSObjects
+	HTTP *http.Client
 	// RepoDir is the repository: local input defaults are relative to it, and
 	// its files (the git tree when it is a git work tree) are /valohai/repository.
 	RepoDir string
@@ -147,8 +154,6 @@ type pipelineRun struct {
 	// each of its running containers. It is taken before slots, so a node
 	// waiting for its environment holds no slot another environment needs.
 	envSlots map[string]chan struct{}
-	// gs fetches gs:// inputs.
-	gs gsInputs
 	// noReuse holds the nodes that must run whatever the cache holds.
 	noReuse map[string]bool
 	// codeHashes memoizes the hash of the code each source-path sees.
@@ -301,7 +306,6 @@ func newPipelineRun(opts Options) (*pipelineRun, error) {
 }
 
 func (r *pipelineRun) cleanup() {
-	r.gs.close()
 	if r.tmp != "" {
 		os.RemoveAll(r.tmp)
 	}
@@ -394,7 +398,13 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 
 	for {
 		if !stopping {
-			for _, n := range r.graph.Ready(done, started) {
+			ready, err := r.graph.Ready(done, started)
+			if err != nil {
+				// The scheduler's own bookkeeping is wrong: stop, and say so.
+				failReason, stopping = "sluice: "+err.Error(), true
+				cancelAll()
+			}
+			for _, n := range ready {
 				if running >= r.opts.Concurrency {
 					break
 				}
@@ -417,7 +427,7 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 		if running == 0 {
 			// Nothing runs: either everything finished, or what is left can
 			// never start (a ready node was just skipped: look again).
-			if len(r.graph.Ready(done, started)) > 0 && !stopping {
+			if ready, _ := r.graph.Ready(done, started); len(ready) > 0 && !stopping {
 				continue
 			}
 			break

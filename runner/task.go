@@ -69,7 +69,7 @@ func (r *pipelineRun) runVariants(ctx context.Context, n *spec.Node, np *spec.No
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e, raw := r.execute(childCtx, n, np, withVariant(vals.params, v), vals, inputs, v.Label())
+			e, raw := r.execute(childCtx, newExecution(n, np, withVariant(vals.params, v), vals, inputs, v.Label()))
 			execs[i], raws[i] = e, raw
 			if e.Status != store.StatusSucceeded && onChildError == "stop-all-and-error" {
 				stop()

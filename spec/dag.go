@@ -141,7 +141,23 @@ func (g *Graph) nodes(adj [][]int, name string) []*Node {
 
 // Ready returns, in pipeline order, the nodes not in done or started whose
 // dependencies are all in done. It is a pure function of what has finished.
-func (g *Graph) Ready(done, started map[string]bool) []*Node {
+// A done set that no run can reach is an error: a node done while a node it
+// waits for is not, or a name the graph does not have.
+func (g *Graph) Ready(done, started map[string]bool) ([]*Node, error) {
+	for name, ok := range done {
+		if !ok {
+			continue
+		}
+		i, known := g.index[name]
+		if !known {
+			return nil, fmt.Errorf("the done set names node %q, which the pipeline does not have", name)
+		}
+		for _, d := range g.deps[i] {
+			if !done[g.Nodes[d].Name] {
+				return nil, fmt.Errorf("node %q is done, but node %q, which it waits for, is not", name, g.Nodes[d].Name)
+			}
+		}
+	}
 	var out []*Node
 	for i, n := range g.Nodes {
 		if done[n.Name] || started[n.Name] {
@@ -158,7 +174,7 @@ func (g *Graph) Ready(done, started map[string]bool) []*Node {
 			out = append(out, n)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // Layers groups the nodes in topological layers: layer 0 needs nothing, and

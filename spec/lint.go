@@ -36,10 +36,31 @@ func lintAfterSteps(r *reporter, cfg *Config) {
 		lintPipeline(r, cfg, p)
 	}
 	for _, d := range cfg.Deployments {
-		if d.Target == "" {
-			// Valohai warns too: without a target it cannot create the deployment on its own.
-			r.warnf(d.Pos, fmt.Sprintf("deployment %q.defaults.target", d.Name), "deployment %q has no defaults.target set, which Valohai needs to create the deployment automatically", d.Name)
+		lintDeployment(r, d)
+	}
+}
+
+// lintDeployment gives a deployment's defaults the verdict of Valohai's
+// parser, which reads them as Python does: defaults that are empty or false
+// (null, {}, [], "", false, 0) and a target that is so (absent, null, "")
+// leave the deployment without a target, which Valohai warns about, as it
+// cannot create the deployment on its own then; other defaults that are not
+// a mapping make it fail. It accepts any other target; sluice warns that a
+// target is the name or UUID of a deployment target, so a string.
+func lintDeployment(r *reporter, d *Deployment) {
+	label := fmt.Sprintf("deployment %q.defaults", d.Name)
+	def, target := d.defaults, d.defaults.Get("target")
+	switch {
+	case def.Truthy() && def.Kind != KindMap:
+		r.errorf(def.Pos, label, "expected a mapping such as `defaults: {target: NAME}`, got %s", describeValue(def))
+	case !target.Truthy():
+		pos := posOf(target, def)
+		if pos.Line == 0 {
+			pos = d.Pos
 		}
+		r.warnf(pos, label+".target", "deployment %q has no defaults.target set, which Valohai needs to create the deployment automatically", d.Name)
+	case !target.IsString():
+		r.warnf(target.Pos, label+".target", "the target is the name or UUID of a deployment target, a string; got %s%s", describeValue(target), quoteHint(tStr, target))
 	}
 }
 
@@ -543,18 +564,29 @@ func lintPipeline(r *reporter, cfg *Config, p *Pipeline) {
 		if len(pp.Targets) == 0 {
 			r.warnf(pp.Pos, path, "pipeline parameter %q has no targets: it sets nothing", pp.Name)
 		}
-		for _, t := range pp.Targets {
+		for j, t := range pp.Targets {
+			pos, text := pp.Pos, t.String()
+			if j < len(pp.targetSrc) {
+				pos, text = pp.targetSrc[j].Pos, pp.targetSrc[j].Str
+			}
 			if t.Type != SocketParameter {
-				r.errorf(at(pp.raw, pp.Pos, "targets"), path+".targets", "target %q: a pipeline parameter can only set node parameters (NODE.parameter.NAME), not %s", t.String(), t.Type)
+				r.errorf(pos, path+".targets", "target %q: a pipeline parameter can only set node parameters (NODE.parameter.NAME), not %s", text, t.Type)
 				continue
 			}
 			n := p.Node(t.Node)
 			if n == nil {
-				r.errorf(at(pp.raw, pp.Pos, "targets"), path+".targets", "target %q: node %q does not exist%s", t.String(), t.Node, didYouMean(t.Node, nodeNames(p)))
+				r.errorf(pos, path+".targets", "target %q: node %q does not exist%s", text, t.Node, didYouMean(t.Node, nodeNames(p)))
 				continue
 			}
-			if s := cfg.NodeStep(n); s != nil && s.Parameter(t.Key) == nil {
-				r.errorf(at(pp.raw, pp.Pos, "targets"), path+".targets", "target %q: step %q has no parameter %q%s", t.String(), s.Name, t.Key, didYouMean(t.Key, paramNames(s.Parameters)))
+			s := cfg.NodeStep(n)
+			switch {
+			case s == nil || s.Parameter(t.Key) != nil:
+			case n.Type == NodeTask:
+				// Valohai checks the targets of execution nodes only, so
+				// it accepts the file; the value has nothing to set.
+				r.warnf(pos, path+".targets", "target %q: step %q of task node %q has no parameter %q, so the target sets nothing%s", text, s.Name, n.Name, t.Key, didYouMean(t.Key, paramNames(s.Parameters)))
+			default:
+				r.errorf(pos, path+".targets", "target %q: step %q has no parameter %q%s", text, s.Name, t.Key, didYouMean(t.Key, paramNames(s.Parameters)))
 			}
 		}
 	}

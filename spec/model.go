@@ -390,8 +390,12 @@ type EndpointFile struct {
 // Deployment holds defaults for creating a deployment.
 type Deployment struct {
 	Name   string
-	Target string
+	Target string // defaults.target when it is a string
 	Pos    Pos
+	// defaults is the source value of `defaults`, nil when absent: Valohai's
+	// parser takes any value there (its schema does not cover deployments),
+	// so lint judges it as that parser does.
+	defaults *Value
 }
 
 // Pipeline is a DAG of nodes joined by edges.
@@ -544,5 +548,6 @@ type PipelineParameter struct {
 	Description string
 	Category    string
 	Pos         Pos
-	raw         *Value // the source mapping, for positions of fields
+	raw         *Value   // the source mapping, for positions of fields
+	targetSrc   []*Value // each of Targets as written, for messages
 }

@@ -500,7 +500,7 @@ func (b *builder) item(cfg *Config, idx int, item, short *Value) {
 		pl := b.pipeline(v, label, v == short)
 		cfg.Pipelines = addNamed(b.r, b.pipelines, cfg.Pipelines, pl, pl.Name, "pipeline", v)
 	case "deployment":
-		d := &Deployment{Name: getStr(v, "name"), Target: getStr(v.Get("defaults"), "target"), Pos: v.Pos}
+		d := &Deployment{Name: getStr(v, "name"), Target: getStr(v.Get("defaults"), "target"), Pos: v.Pos, defaults: v.Get("defaults")}
 		cfg.Deployments = addNamed(b.r, b.deployments, cfg.Deployments, d, d.Name, "deployment", v)
 	}
 }
@@ -873,6 +873,7 @@ func (b *builder) pipeline(v *Value, label string, short bool) *Pipeline {
 			for _, tv := range targets {
 				if s, ok := b.socket(tv, path+".targets", "target"); ok {
 					pp.Targets = append(pp.Targets, b.parameterTarget(tv, s, path+".targets"))
+					pp.targetSrc = append(pp.targetSrc, tv)
 				}
 			}
 			pl.Parameters = append(pl.Parameters, pp)

@@ -232,7 +232,9 @@ func (c *Config) PlanContext(ctx context.Context, p *Pipeline, values map[string
 			continue
 		}
 		for _, t := range pp.Targets {
-			if np := byName[t.Node]; np != nil {
+			// A target naming a parameter the node's step does not have
+			// sets nothing (lint warns about it on task nodes).
+			if np := byName[t.Node]; np != nil && (np.Step == nil || np.Step.Parameter(t.Key) != nil) {
 				np.Params[t.Key] = v
 			}
 		}

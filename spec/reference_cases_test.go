@@ -72,9 +72,41 @@ func TestConformanceReferenceCases(t *testing.T) {
 			file: "deployment-without-target.yaml",
 			warnings: []string{
 				`deployment-without-target.yaml:4:5: warning: deployment "no-defaults".defaults.target: deployment "no-defaults" has no defaults.target set`,
-				`deployment-without-target.yaml:6:5: warning: deployment "empty-defaults".defaults.target: deployment "empty-defaults" has no defaults.target set`,
-				`deployment-without-target.yaml:9:5: warning: deployment "empty-target".defaults.target: deployment "empty-target" has no defaults.target set`,
+				`deployment-without-target.yaml:7:15: warning: deployment "empty-defaults".defaults.target: deployment "empty-defaults" has no defaults.target set`,
+				`deployment-without-target.yaml:11:15: warning: deployment "empty-target".defaults.target: deployment "empty-target" has no defaults.target set`,
 			},
+		},
+		{
+			// reference: accepted, 4 warnings `Deployment "null-target" has no
+			// defaults.target set which is required for deployment
+			// auto-creation.` (also false-target, null-defaults,
+			// empty-list-defaults); number-target and list-target pass
+			// without a message.
+			file: "deployment-defaults-any-value.yaml",
+			warnings: []string{
+				`deployment-defaults-any-value.yaml:8:15: warning: deployment "null-target".defaults.target: deployment "null-target" has no defaults.target set`,
+				`deployment-defaults-any-value.yaml:11:24: warning: deployment "false-target".defaults.target: deployment "false-target" has no defaults.target set`,
+				`deployment-defaults-any-value.yaml:14:14: warning: deployment "null-defaults".defaults.target: deployment "null-defaults" has no defaults.target set`,
+				`deployment-defaults-any-value.yaml:17:15: warning: deployment "empty-list-defaults".defaults.target: deployment "empty-list-defaults" has no defaults.target set`,
+				`deployment-defaults-any-value.yaml:20:24: warning: deployment "number-target".defaults.target: the target is the name or UUID of a deployment target, a string; got an integer (5)`,
+				`deployment-defaults-any-value.yaml:23:24: warning: deployment "list-target".defaults.target: the target is the name or UUID of a deployment target, a string; got a list of 1 items`,
+			},
+		},
+		{
+			// reference: error `could not parse YAML: 'str' object has no
+			// attribute 'get'`.
+			file:   "deployment-defaults-not-a-mapping.yaml",
+			errors: []string{`deployment-defaults-not-a-mapping.yaml:5:15: error: deployment "string-defaults".defaults: expected a mapping such as`},
+		},
+		{
+			// reference: accepted, no message; Valohai's templates for tune
+			// and grid have no batch-size, so that target sets nothing.
+			file: "pipeline-parameter-task-node-target.yaml",
+			warnings: []string{
+				`pipeline-parameter-task-node-target.yaml:28:19: warning: pipeline "task-targets".parameters[1].targets: target "tune.parameters.batch-size": step "train" of task node "tune" has no parameter "batch-size", so the target sets nothing`,
+				`pipeline-parameter-task-node-target.yaml:28:47: warning: pipeline "task-targets".parameters[1].targets: target "grid.parameter.batch-size": step "train" of task node "grid" has no parameter "batch-size"`,
+			},
+			commands: map[string]string{"grid": "echo train --epochs=3 --learning-rate=0.1"},
 		},
 		{
 			// reference: accepted, no message; train gets epochs 50 (an
@@ -146,7 +178,9 @@ func TestConformanceReferenceCases(t *testing.T) {
 				}
 				// What Valohai runs: the node's converted parameters, then
 				// each pipeline parameter at its targets (as the reference
-				// reads them: NODE.TYPE.KEY, TYPE starting with "parameter").
+				// reads them: NODE.TYPE.KEY, TYPE starting with "parameter")
+				// that name a parameter of the node's template (it has one
+				// for every parameter of the step, null when unset).
 				// A task's variant parameter (a map of rules) is compared by
 				// the task tests, not here.
 				want, variants := map[string]map[string]any{}, map[string]bool{}
@@ -163,7 +197,7 @@ func TestConformanceReferenceCases(t *testing.T) {
 				for _, pp := range conv.Parameters {
 					for _, tgt := range pp.Targets {
 						parts := strings.SplitN(tgt, ".", 3)
-						if strings.HasPrefix(parts[1], "parameter") && pp.Expression != "" {
+						if _, ok := conv.Nodes[parts[0]][parts[2]]; ok && strings.HasPrefix(parts[1], "parameter") && pp.Expression != "" {
 							want[parts[0]][parts[2]] = pp.Expression
 						}
 					}

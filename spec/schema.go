@@ -227,9 +227,9 @@ var (
 		p("edges", list(schEdge)), p("name", sStr), p("nodes", list(schNode)),
 		p("parameters", list(schPipelineParam)), p("reuse-executions", sBool))
 
-	// Deployments are not in Valohai's schema, but its parser refuses unknown keys.
-	schDeployment = obj("deployment", []string{"name"}, p("name", sStr),
-		p("defaults", &schema{name: "defaults", types: tObj, props: []prop{p("target", sStr)}}))
+	// Deployments are not in Valohai's schema, but its parser refuses unknown
+	// keys. It takes any value as `defaults`: lintDeployment judges it.
+	schDeployment = obj("deployment", []string{"name"}, p("name", sStr), p("defaults", sAny))
 
 	schItem = &schema{name: "item", types: tObj, desc: "a mapping such as `step: {...}`", props: []prop{
 		p("endpoint", schEndpoint), p("pipeline", schPipeline), p("step", schStep), p("task", schTask),

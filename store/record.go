@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -258,11 +259,16 @@ func PutRun(ctx context.Context, s Store, r *Run) error {
 	return nil
 }
 
+// ErrInvalidRunID is wrapped by the error of GetRun for a string that
+// cannot be a run id (a branch name with a slash, say).
+var ErrInvalidRunID = errors.New("not a valid run id")
+
 // GetRun reads a run's record; a run that does not exist is an error
-// wrapping fs.ErrNotExist.
+// wrapping fs.ErrNotExist, a string that cannot be a run id one wrapping
+// ErrInvalidRunID.
 func GetRun(ctx context.Context, s Store, id string) (*Run, error) {
 	if err := ValidateKey(RunKey(id)); err != nil || strings.Contains(id, "/") {
-		return nil, fmt.Errorf("run id %q is not valid", id)
+		return nil, fmt.Errorf("run id %q: %w", id, ErrInvalidRunID)
 	}
 	rc, _, err := s.Open(ctx, RunKey(id))
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/sluice-ci/sluice/ci"
 	"github.com/sluice-ci/sluice/report"
+	"github.com/sluice-ci/sluice/report/baseline"
 	"github.com/sluice-ci/sluice/report/gitlab"
 	"github.com/sluice-ci/sluice/runner"
 	"github.com/sluice-ci/sluice/runner/docker"
@@ -189,13 +190,13 @@ func runCI(ctx context.Context, fl ciFlags, stdout, stderr io.Writer) error {
 	probe := &store.Run{Pipeline: p.Name}
 	mb := c.BaseSHA
 	if c.Platform != ci.GitLab || mb == "" {
-		if m := mergeBaseOf(repo, want); m != "" {
+		if m := baseline.MergeBase(repo, want); m != "" {
 			mb = m
 		}
 	}
-	base, baseNote, err := findBaselineAt(ctx, st, probe, want, mb)
+	base, baseNote, err := baseline.Find(ctx, st, probe, want, mb)
 	if err != nil {
-		return err
+		return &exitError{code: exitFailed, err: err}
 	}
 	if want == "" {
 		baseNote = "this run is not for a pull or merge request, and no --baseline was given"
@@ -213,7 +214,9 @@ func runCI(ctx context.Context, fl ciFlags, stdout, stderr io.Writer) error {
 	runID := runner.NewRunID(timeNow())
 	fmt.Fprintf(stderr, "sluice: run %s of pipeline %q (%d nodes, concurrency %d)\n", runID, p.Name, len(p.Nodes), fl.concurrency)
 	folds := newFolder(ctx, log, st, stderr)
-	rec, runErr := runner.Run(ctx, runner.Options{
+	gs, httpClient := inputSources(st)
+	defer gs.Close()
+	rec, runErr := runner.Run(ctx, runner.Options{GS: gs, HTTP: httpClient,
 		Config: cfg, Pipeline: p, Executor: ex.local, Environments: ex.envs, Store: st, RepoDir: repo, MaxCost: maxCost(sc),
 		Concurrency: fl.concurrency, RunID: runID, Log: io.Discard, Logger: logger,
 		Sluice: sc, Commit: commit, Branch: branch, PR: c.Number,
@@ -233,10 +236,10 @@ func runCI(ctx context.Context, fl ciFlags, stdout, stderr io.Writer) error {
 	}
 
 	// The report.
-	r, err := assembleReport(ctx, reportInput{st: st, storeURL: fl.storeURL, rec: rec, sluice: sc, pipeline: p,
-		resolved: true, base: base, baseNote: baseNote, repo: repo, stderr: stderr, full: fullReportWhere(c)})
+	r, err := report.Assemble(ctx, report.Input{Store: st, StoreURL: fl.storeURL, Run: rec, Sluice: sc, Pipeline: p,
+		Resolved: true, Base: base, BaseNote: baseNote, RepoDir: repo, Warn: stderr, FullReport: fullReportWhere(c)})
 	if err != nil {
-		return err
+		return &exitError{code: exitFailed, err: err}
 	}
 	body := report.Markdown(r)
 	if err := os.MkdirAll(filepath.Dir(fl.reportFile), 0o755); err != nil {

@@ -163,3 +163,33 @@ func TestConcurrentRunsOnGCSStore(t *testing.T) {
 		t.Errorf("commit %s lists %d runs (%v), want 2", ref.Commit, len(runs), err)
 	}
 }
+
+// gs:// input defaults through the binary: with the store in Cloud Storage
+// (the store's client reads them) and with a local store (a client of the
+// run's own), against fake-gcs-server. Each object arrives in the step.
+func TestRunGSInputDefaults(t *testing.T) {
+	image := dockertest.Image(t)
+	srv := startFakeGCS(t, "team-runs")
+	srv.CreateObject(fakestorage.Object{ObjectAttrs: fakestorage.ObjectAttrs{BucketName: "team-runs", Name: "data/a.csv"}, Content: []byte("1,2\n")})
+	srv.CreateObject(fakestorage.Object{ObjectAttrs: fakestorage.ObjectAttrs{BucketName: "team-runs", Name: "data/b.csv"}, Content: []byte("3,4\n")})
+	dir := t.TempDir()
+	yaml := `- step:
+    name: read
+    image: ` + image + `
+    command: cat /valohai/inputs/data/a.csv /valohai/inputs/data/b.csv
+    inputs:
+      - {name: data, default: "gs://team-runs/data/*.csv"}
+`
+	if err := os.WriteFile(filepath.Join(dir, "valohai.yaml"), []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, storeURL := range []string{"gs://team-runs/ci", filepath.Join(t.TempDir(), "store")} {
+		cmd := exec.Command(os.Args[0], "run", "--pull", "never", "--step", "read", "--store", storeURL)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "SLUICE_TEST_MAIN=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "1,2") || !strings.Contains(string(out), "3,4") {
+			t.Errorf("store %s: %v\n%s", storeURL, err, out)
+		}
+	}
+}

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -82,22 +78,22 @@ func newReportCmd(stdout, stderr io.Writer) *cobra.Command {
 			if len(args) == 1 {
 				file = args[0]
 			}
-			in := reportInput{st: st, storeURL: storeURL, rec: rec, baseline: baseline, repo: filepath.Dir(file), stderr: stderr}
+			in := report.Input{Store: st, StoreURL: storeURL, Run: rec, Want: baseline, RepoDir: filepath.Dir(file), Warn: stderr}
 			if file != "" {
 				if cfg, diags := parseFile(ctx, file); ctx.Err() != nil {
 					return interrupted(ctx)
 				} else if !diags.HasErrors() {
-					in.pipeline = cfg.Pipeline(rec.Pipeline)
-					if in.sluice, err = loadSluiceConfig(stderr, file, cfg); err != nil {
+					in.Pipeline = cfg.Pipeline(rec.Pipeline)
+					if in.Sluice, err = loadSluiceConfig(stderr, file, cfg); err != nil {
 						return err
 					}
 				} else if len(args) == 1 {
 					return usageErrorf("%s has errors; run `sluice lint %s`", file, file)
 				}
 			}
-			r, err := assembleReport(ctx, in)
+			r, err := report.Assemble(ctx, in)
 			if err != nil {
-				return err
+				return &exitError{code: exitFailed, err: err}
 			}
 			v, base, note := r.Verdict, r.Baseline, r.BaselineNote
 			var text string
@@ -163,100 +159,4 @@ func baseID(r *store.Run) string {
 		return ""
 	}
 	return r.ID
-}
-
-// findBaseline resolves --baseline: a run id; or a branch, whose latest
-// successful run of the same pipeline at the merge base with HEAD is used,
-// else its latest successful run.
-func findBaseline(ctx context.Context, st store.Store, rec *store.Run, baseline, dir string) (*store.Run, string, error) {
-	if dir == "" {
-		dir = "."
-	}
-	return findBaselineAt(ctx, st, rec, baseline, mergeBaseOf(dir, baseline))
-}
-
-// mergeBaseOf is the merge base of HEAD and a branch (or the remote's copy
-// of it, as a CI checkout has), or "".
-func mergeBaseOf(dir, branch string) string {
-	if branch == "" {
-		return ""
-	}
-	for _, ref := range []string{branch, "origin/" + branch} {
-		if mb := gitOutput(dir, "merge-base", "HEAD", ref); mb != "" {
-			return mb
-		}
-	}
-	return ""
-}
-
-// findBaselineAt is findBaseline with the merge base known ("" when not).
-func findBaselineAt(ctx context.Context, st store.Store, rec *store.Run, baseline, mb string) (*store.Run, string, error) {
-	if baseline == "" {
-		return nil, "no baseline was asked for (--baseline BRANCH or RUN)", nil
-	}
-	if b, err := store.GetRun(ctx, st, baseline); err == nil {
-		return b, fmt.Sprintf("run %s, as asked", b.ID), nil
-	} else if !errors.Is(err, fs.ErrNotExist) && !strings.Contains(err.Error(), "not valid") {
-		return nil, "", &exitError{code: exitFailed, err: err}
-	}
-	if mb != "" {
-		refs, err := store.CommitRuns(ctx, st, mb)
-		if err != nil {
-			return nil, "", &exitError{code: exitFailed, err: err}
-		}
-		for i := len(refs) - 1; i >= 0; i-- {
-			if refs[i].Pipeline == rec.Pipeline && refs[i].Status == store.StatusSucceeded && refs[i].Run != rec.ID {
-				if b, err := store.GetRun(ctx, st, refs[i].Run); err == nil {
-					return b, fmt.Sprintf("the latest successful run on %s at the merge base %s", baseline, shortCommit(mb)), nil
-				}
-			}
-		}
-	}
-	ref, err := store.BranchRef(ctx, st, baseline, rec.Pipeline)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Sprintf("no successful run of %s on %s yet", rec.Pipeline, baseline), nil
-	}
-	if err != nil {
-		return nil, "", &exitError{code: exitFailed, err: err}
-	}
-	if ref.Run == rec.ID {
-		return nil, fmt.Sprintf("the latest successful run on %s is this run", baseline), nil
-	}
-	b, err := store.GetRun(ctx, st, ref.Run)
-	if err != nil {
-		return nil, fmt.Sprintf("the latest run on %s (%s) is no longer in the store", baseline, ref.Run), nil
-	}
-	return b, fmt.Sprintf("the latest successful run on %s (none at the merge base)", baseline), nil
-}
-
-// failedLogs reads the last lines of each failed node's (or execution's) log.
-func failedLogs(ctx context.Context, st store.Store, rec *store.Run) map[string][]string {
-	logs := map[string][]string{}
-	add := func(name string, n *store.NodeRun) {
-		if n.Status != store.StatusFailed || n.Log.IsZero() {
-			return
-		}
-		rc, _, err := store.OpenBlob(ctx, st, n.Log)
-		if err != nil {
-			return
-		}
-		defer rc.Close()
-		var tail []string
-		sc := bufio.NewScanner(rc)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			tail = append(tail, sc.Text())
-			if len(tail) > report.LogTailLines {
-				tail = tail[1:]
-			}
-		}
-		logs[name] = tail
-	}
-	for _, n := range rec.Nodes {
-		add(n.Name, n)
-		for _, e := range n.Executions {
-			add(n.Name+"["+e.Variant+"]", e)
-		}
-	}
-	return logs
 }

@@ -51,7 +51,9 @@ func predictReuse(ctx context.Context, stderr io.Writer, cfg *spec.Config, p *sp
 	if err != nil {
 		return reusePrediction{err: err}
 	}
-	rec, err := runner.Run(ctx, runner.Options{Config: cfg, Pipeline: p, Params: values, Executor: exec, Store: st,
+	gs, httpClient := inputSources(st)
+	defer gs.Close()
+	rec, err := runner.Run(ctx, runner.Options{Config: cfg, Pipeline: p, Params: values, Executor: exec, Store: st, GS: gs, HTTP: httpClient,
 		RepoDir: repo, Concurrency: 1, DryRun: true, RunID: runner.NewRunID(time.Now()), Sluice: sc})
 	return reusePrediction{rec: rec, err: err}
 }

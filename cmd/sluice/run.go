@@ -160,7 +160,9 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			}
 			runID := runner.NewRunID(timeNow())
 			fmt.Fprintf(stderr, "sluice: run %s of pipeline %q (%d nodes, concurrency %d)\n", runID, p.Name, len(p.Nodes), concurrency)
-			rec, err := runner.Run(cmd.Context(), runner.Options{
+			gs, httpClient := inputSources(st)
+			defer gs.Close()
+			rec, err := runner.Run(cmd.Context(), runner.Options{GS: gs, HTTP: httpClient,
 				Config: cfg, Pipeline: p, Params: values, Executor: ex.local, Environments: ex.envs, Store: st, RepoDir: repo,
 				Concurrency: concurrency, RunID: runID, Log: log, Logger: logger, OnNodeStatus: onStatus,
 				NoCache: noCacheAll, NoCacheNodes: noCacheNodes, Sluice: sc, ApprovalHint: approvalHint(sc), MaxCost: maxCost(sc),
@@ -182,13 +184,13 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			}
 			// The verdict: a failed pipeline (1), a failed gate of sluice.yaml
 			// or a node action that stopped the pipeline (2), or passed (0).
-			r, err := assembleReport(cmd.Context(), reportInput{st: st, storeURL: storeURL, rec: rec, sluice: sc,
-				pipeline: p, baseline: baseline, repo: repo, stderr: stderr})
+			r, err := report.Assemble(cmd.Context(), report.Input{Store: st, StoreURL: storeURL, Run: rec, Sluice: sc,
+				Pipeline: p, Want: baseline, RepoDir: repo, Warn: stderr})
 			if err != nil {
-				return err
+				return &exitError{code: exitFailed, err: err}
 			}
 			v := r.Verdict
-			if len(pipelineGates(sc, p)) > 0 {
+			if len(report.PipelineGates(sc, p)) > 0 {
 				fmt.Fprintf(stderr, "sluice: gates (baseline: %s): %s\n", r.BaselineNote, v.Summary())
 			}
 			if reportFile != "" {

@@ -226,11 +226,16 @@ func TestRunScenarios(t *testing.T) {
 		},
 		{
 			scenario: "valohai-cli-spellings", code: 0, run: store.StatusSucceeded,
-			nodes: map[string]store.Status{"train": "succeeded"},
-			out:   []string{"train | training --epochs=50 --verbose --note=from-pipeline\n", "train |   \"epochs\": 50,\n"},
+			nodes: map[string]store.Status{"train": "succeeded", "sweep": "succeeded"},
+			out:   []string{"train | training --epochs=50 --verbose --note=from-pipeline\n", "train |   \"epochs\": 50,\n", "sweep | training --epochs=1 --note=from-pipeline\n"},
 			check: func(t *testing.T, rec *store.Run) {
 				if p := rec.Node("train").Parameters; p["epochs"] != float64(50) || p["verbose"] != true || p["note"] != "from-pipeline" {
 					t.Errorf("parameters %v: want epochs 50, verbose true, note from-pipeline", p)
+				}
+				for _, e := range append([]*store.NodeRun{rec.Node("sweep")}, rec.Node("sweep").Executions...) {
+					if _, ok := e.Parameters["batch-size"]; ok {
+						t.Errorf("sweep %s: parameters %v: batch-size is not a parameter of step train", e.Variant, e.Parameters)
+					}
 				}
 			},
 		},
