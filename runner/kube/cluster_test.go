@@ -16,6 +16,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -97,7 +98,10 @@ func startCluster(t testing.TB) *cluster {
 		{Name: "kwok-lose-a", GPUs: 1, Labels: pool(poolLose)},
 		{Name: "kwok-lose-b", GPUs: 1, Labels: pool(poolLose)},
 	}})
-	dockerlet.Start(t, c.Clientset, dockerlet.Options{Docker: cli})
+	// The Docker node offers 2 GPUs that it does not have, for a GPU
+	// node's pod to be scheduled there and run.
+	dockerlet.Start(t, c.Clientset, dockerlet.Options{Docker: cli,
+		Capacity: corev1.ResourceList{kubetest.DefaultGPUResource: resource.MustParse("2")}})
 	return &cluster{c: c, cs: c.Clientset, st: st, url: url, gcsHost: gcstest.Host(gcsSrv), sluice: sluice, image: image, images: daemonImages{cli}}
 }
 
@@ -301,6 +305,7 @@ func TestCluster(t *testing.T) {
 	t.Run("OOMKilled", func(t *testing.T) { t.Parallel(); testOOMKilled(t, x) })
 	t.Run("LostNode", func(t *testing.T) { t.Parallel(); testLostNode(t, x) })
 	t.Run("Cancel", func(t *testing.T) { t.Parallel(); testCancelKwok(t, x) })
+	t.Run("OldAgent", func(t *testing.T) { t.Parallel(); testOldAgent(t, x) })
 	t.Run("CancelDocker", func(t *testing.T) { t.Parallel(); testCancelDocker(t, x) })
 	t.Run("RunsNode", func(t *testing.T) { t.Parallel(); testRunsNode(t, x) })
 }
@@ -569,14 +574,15 @@ func testCancelKwok(t *testing.T, x *cluster) {
 	x.gone(t, job.RunID)
 }
 
-// A node runs on the Docker node end to end, its placement says where, and
-// its cost accrues from the pod's start.
+// A GPU node runs on the Docker node end to end (its GPU is the node's
+// capacity only), its placement says where, and its cost accrues from the
+// pod's start.
 func testRunsNode(t *testing.T, x *cluster) {
 	var out, progress lines
 	price := 3.6 // a tenth of a cent a second
 	var spent float64
 	var mu sync.Mutex
-	e := x.executor(t, spec.KubeEnvironment{NodeSelector: map[string]string{kubetest.NodeTypeLabel: "docker"}, HourlyPrice: &price})
+	e := x.executor(t, spec.KubeEnvironment{NodeSelector: map[string]string{kubetest.NodeTypeLabel: "docker"}, HourlyPrice: &price, GPUs: 1})
 	job := runner.Job{RunID: runID(), Node: "train", Image: x.image, Attempt: 1,
 		Command: `echo "try $SLUICE_AGENT_TRY"; sleep 1; echo done > /valohai/outputs/model.txt`,
 		Stdout:  runner.NewLineWriter(out.add), Stderr: runner.NewLineWriter(out.add), Progress: progress.add,
@@ -596,7 +602,8 @@ func testRunsNode(t *testing.T, x *cluster) {
 		t.Errorf("outputs %+v", res.Outputs)
 	}
 	pl := res.Placement
-	if pl.Backend != spec.BackendKubernetes || pl.Location != "kubetest/docker" || len(pl.Tries) != 1 || pl.Accelerator != "" {
+	if pl.Backend != spec.BackendKubernetes || pl.Location != "kubetest/docker" || len(pl.Tries) != 1 ||
+		pl.Accelerator != "nvidia.com/gpu" || pl.AcceleratorCount != 1 {
 		t.Errorf("placement %+v", pl)
 	}
 	mu.Lock()
@@ -641,4 +648,23 @@ func testCancelDocker(t *testing.T, x *cluster) {
 		t.Errorf("progress:\n%s", progress.text())
 	}
 	x.gone(t, job.RunID)
+}
+
+// An agent image older than this sluice (its agent writes below the
+// attempt's prefix, not its pod's) is named as the cause.
+func testOldAgent(t *testing.T, x *cluster) {
+	var out, progress lines
+	e := x.executor(t, kwok(poolGPU, spec.KubeEnvironment{Annotations: map[string]string{kubetest.DurationAnnotation: "1h"}}))
+	job := x.kwokJob(&out, &progress)
+	x.playAgent(t, job, func(n int, p *corev1.Pod) {
+		if err := agent.PutExit(context.Background(), x.st, agent.AttemptPrefix(job), &agent.Exit{ExitCode: 0, Reason: runner.ReasonCompleted,
+			Outputs: []runner.OutputFile{}, Phase: "exec"}); err != nil {
+			t.Error(err)
+		}
+		x.annotate(t, p, map[string]string{kubetest.DurationAnnotation: "0s"})
+	})
+	_, err := e.Run(runCtx(t), job)
+	if err == nil || !strings.Contains(err.Error(), "is older than this sluice") || !strings.Contains(err.Error(), x.sluice) {
+		t.Fatalf("run: %v", err)
+	}
 }

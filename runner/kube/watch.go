@@ -389,6 +389,12 @@ func (w *watch) finish(ctx context.Context, cond *batchv1.JobCondition) (runner.
 		}
 		return out, nil
 	}
+	// An agent that does not know TryEnv writes below the attempt's prefix.
+	if _, err := w.e.opts.Store.Stat(dctx, agent.ExitKey(w.prefix)); err == nil {
+		rec.Outcome, rec.Why = "error", "the agent's exit record is not below the pod's prefix"
+		return res, fmt.Errorf("node %s: the agent left its exit record below %s, not below its pod's own prefix: the sluice image %s is older than this sluice (its agent does not know %s); give the image of this sluice's version",
+			w.job.Node, w.prefix, w.e.opts.AgentImage, agent.TryEnv)
+	}
 	// No exit record: what the pod says is all there is.
 	if _, err := follow.Poll(dctx); err != nil {
 		w.e.log.Warn("follow the log", "job", w.name(), "err", err)

@@ -22,6 +22,9 @@
 //   - on deletion, its containers stopped (the pod's grace period, at most
 //     30 s), then removed with its volumes.
 //
+// Options.Capacity adds extended resources (nvidia.com/gpu) to the node,
+// with nothing behind them.
+//
 // restartPolicy is taken as Never whatever it says: a container that exits
 // stays exited.
 package dockerlet
@@ -64,6 +67,11 @@ type Options struct {
 	// Docker is the daemon's client; nil means one from the environment
 	// (DOCKER_HOST, else the local socket).
 	Docker client.APIClient
+	// Capacity is added to the node's capacity and allocatable (the host's
+	// CPUs and memory): extended resources such as nvidia.com/gpu, so that
+	// a pod asking for a GPU can be scheduled here. Nothing backs them; the
+	// containers run as they would without.
+	Capacity corev1.ResourceList
 	// LogDir, if set, receives the stand-in's log (dockerlet-<node>.log);
 	// by default it goes to the test's temp dir.
 	LogDir string
@@ -230,6 +238,9 @@ func (k *Kubelet) node(ctx context.Context, cli client.APIClient, opts Options) 
 		corev1.ResourceCPU:    *resource.NewQuantity(int64(info.NCPU), resource.DecimalSI),
 		corev1.ResourceMemory: *resource.NewQuantity(info.MemTotal, resource.BinarySI),
 		corev1.ResourcePods:   resource.MustParse("110"),
+	}
+	for name, q := range opts.Capacity {
+		capacity[name] = q
 	}
 	now := metav1.Now()
 	cond := func(t corev1.NodeConditionType, s corev1.ConditionStatus, reason string) corev1.NodeCondition {
