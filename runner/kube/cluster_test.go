@@ -15,6 +15,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -305,6 +306,7 @@ func TestCluster(t *testing.T) {
 	t.Run("OOMKilled", func(t *testing.T) { t.Parallel(); testOOMKilled(t, x) })
 	t.Run("LostNode", func(t *testing.T) { t.Parallel(); testLostNode(t, x) })
 	t.Run("Cancel", func(t *testing.T) { t.Parallel(); testCancelKwok(t, x) })
+	t.Run("LeastPrivilege", func(t *testing.T) { t.Parallel(); testLeastPrivilege(t, x) })
 	t.Run("OldAgent", func(t *testing.T) { t.Parallel(); testOldAgent(t, x) })
 	t.Run("CancelDocker", func(t *testing.T) { t.Parallel(); testCancelDocker(t, x) })
 	t.Run("RunsNode", func(t *testing.T) { t.Parallel(); testRunsNode(t, x) })
@@ -667,4 +669,64 @@ func testOldAgent(t *testing.T, x *cluster) {
 	if err == nil || !strings.Contains(err.Error(), "is older than this sluice") || !strings.Contains(err.Error(), x.sluice) {
 		t.Fatalf("run: %v", err)
 	}
+}
+
+// The executor needs no more than Preflight checks: create, get, watch and
+// delete Jobs; get, list and watch pods; get pods/log (namespaced, so
+// nodes cannot be read: the placement then has no machine type).
+func testLeastPrivilege(t *testing.T, x *cluster) {
+	ctx := context.Background()
+	const ns = "least"
+	if _, err := x.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "sluice", Namespace: ns}, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"create", "get", "watch", "delete"}},
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
+	}}
+	if _, err := x.cs.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "sluice", Namespace: ns},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "ci"}},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "sluice"}}
+	if _, err := x.cs.RbacV1().RoleBindings(ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := x.c.UserConfig("ci")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := x.options(kwok(poolGPU, spec.KubeEnvironment{Namespace: ns, Annotations: map[string]string{kubetest.DurationAnnotation: "1h"}}))
+	opts.Client = cs
+	e, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, progress lines
+	job := x.kwokJob(&out, &progress)
+	x.playAgent(t, job, func(n int, p *corev1.Pod) { x.finishPod(t, job, p, 0, "trained") })
+	res, err := e.Run(runCtx(t), job)
+	if err != nil || res.Reason != runner.ReasonCompleted {
+		t.Fatalf("run: %v, %s\nprogress:\n%s", err, res.Reason, progress.text())
+	}
+	if res.Placement.Location != "kubetest/kwok-gpu" || res.Placement.Machine != "" {
+		t.Errorf("placement %+v", res.Placement)
+	}
+	// And a cancel, which deletes the Job and waits for it.
+	job = x.kwokJob(&out, &progress)
+	cctx, cancel := context.WithCancel(runCtx(t))
+	x.playAgent(t, job, func(int, *corev1.Pod) { cancel() })
+	if res, _ := e.Run(cctx, job); res.Reason != runner.ReasonCancelled {
+		t.Fatalf("cancel: %s\nprogress:\n%s", res.Reason, progress.text())
+	}
+	if strings.Contains(progress.text(), "still there") || strings.Contains(progress.text(), "forbidden") {
+		t.Errorf("progress:\n%s", progress.text())
+	}
+	x.gone(t, job.RunID)
 }

@@ -50,6 +50,7 @@ type podState struct {
 	gone      bool // deleted
 	waitMsg   string
 	pulling   string
+	seen      time.Time // when this watch first saw it, by this host's clock
 	billFrom  time.Time
 	charged   time.Time
 }
@@ -86,14 +87,16 @@ func (w *watch) run(ctx context.Context) (runner.Result, error) {
 		// (Re-)list and watch: a watch ends now and then (the server's
 		// timeout, a compaction); a list from scratch catches up.
 		if jobW == nil {
-			list, err := jobs.List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", w.name()).String()})
+			// Get, not List: the credentials need no more than Preflight
+			// checks (create, get, watch, delete Jobs).
+			j, err := jobs.Get(ctx, w.name(), metav1.GetOptions{})
+			if apierrors.IsNotFound(err) || err == nil && j.UID != w.created.UID {
+				return w.fail(ctx, fmt.Errorf("node %s: the Job %s/%s is gone (deleted by someone else?)", w.job.Node, w.ns(), w.name()))
+			}
 			if err == nil {
-				if len(list.Items) == 0 || list.Items[0].UID != w.created.UID {
-					return w.fail(ctx, fmt.Errorf("node %s: the Job %s/%s is gone (deleted by someone else?)", w.job.Node, w.ns(), w.name()))
-				}
-				w.jobObj = &list.Items[0]
+				w.jobObj = j
 				jobW, err = jobs.Watch(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", w.name()).String(),
-					ResourceVersion: list.ResourceVersion})
+					ResourceVersion: j.ResourceVersion})
 			}
 			if err != nil {
 				jobW = nil
@@ -107,6 +110,7 @@ func (w *watch) run(ctx context.Context) (runner.Result, error) {
 		if podW == nil {
 			list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: w.selector()})
 			if err == nil {
+				byAge(list.Items)
 				seen := map[string]bool{}
 				for i := range list.Items {
 					seen[list.Items[i].Name] = true
@@ -185,7 +189,7 @@ func (w *watch) run(ctx context.Context) (runner.Result, error) {
 func (w *watch) see(ctx context.Context, p *corev1.Pod) {
 	ps := w.pods[p.Name]
 	if ps == nil {
-		ps = &podState{try: len(w.pl.Tries)}
+		ps = &podState{try: len(w.pl.Tries), seen: w.e.opts.Now()}
 		w.pods[p.Name] = ps
 		w.order = append(w.order, p.Name)
 		w.pl.Tries = append(w.pl.Tries, store.Try{Job: w.ns() + "/" + p.Name, Started: p.CreationTimestamp.Time})
@@ -321,7 +325,10 @@ func (w *watch) decide(ctx context.Context) (runner.Result, error, bool) {
 				return res, err, true
 			}
 		}
-		if !ps.started && now.Sub(p.CreationTimestamp.Time) > w.e.cfg.QueueTimeout {
+		// queue-timeout counts from when the pod was first seen, by this
+		// host's clock: the API's creationTimestamp has whole seconds,
+		// and the cluster's clock may differ from ours.
+		if !ps.started && now.Sub(ps.seen) > w.e.cfg.QueueTimeout {
 			why := "it did not start"
 			if c := podCondition(p, corev1.PodScheduled); !ps.scheduled && c.Message != "" {
 				why = "no node took it: " + c.Message
@@ -352,6 +359,7 @@ func (w *watch) finish(ctx context.Context, cond *batchv1.JobCondition) (runner.
 	res := runner.Result{ExitCode: -1, Reason: runner.ReasonError}
 	// The pods' watch may lag behind the Job's: read them as they are now.
 	if list, err := w.e.opts.Client.CoreV1().Pods(w.ns()).List(ctx, metav1.ListOptions{LabelSelector: w.selector()}); err == nil {
+		byAge(list.Items)
 		for i := range list.Items {
 			w.see(ctx, &list.Items[i])
 		}
@@ -679,4 +687,14 @@ func derefInt64(p *int64) int64 {
 		return 0
 	}
 	return *p
+}
+
+// byAge sorts pods oldest first, so that tries are numbered in order.
+func byAge(pods []corev1.Pod) {
+	slices.SortStableFunc(pods, func(a, b corev1.Pod) int {
+		if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
 }
