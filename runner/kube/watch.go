@@ -80,13 +80,22 @@ func (w *watch) run(ctx context.Context) (runner.Result, error) {
 	defer stop(&podW)
 	defer stop(&jobW)
 	var podC, jobC <-chan watchapi.Event
+	// A watch that ends within a second of its start is not started again
+	// before the next tick: no busy loop against a server that ends them.
+	var jobSince, podSince, jobRetry, podRetry time.Time
+	ended := func(since time.Time, retry *time.Time) {
+		if time.Since(since) < time.Second {
+			*retry = time.Now().Add(time.Second)
+		}
+	}
 	for {
 		if ctx.Err() != nil {
 			return w.cancelled(ctx)
 		}
 		// (Re-)list and watch: a watch ends now and then (the server's
 		// timeout, a compaction); a list from scratch catches up.
-		if jobW == nil {
+		if jobW == nil && !time.Now().Before(jobRetry) {
+			jobSince = time.Now()
 			// Get, not List: the credentials need no more than Preflight
 			// checks (create, get, watch, delete Jobs).
 			j, err := jobs.Get(ctx, w.name(), metav1.GetOptions{})
@@ -107,7 +116,8 @@ func (w *watch) run(ctx context.Context) (runner.Result, error) {
 				jobC = jobW.ResultChan()
 			}
 		}
-		if podW == nil {
+		if podW == nil && !time.Now().Before(podRetry) {
+			podSince = time.Now()
 			list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: w.selector()})
 			if err == nil {
 				byAge(list.Items)
@@ -149,6 +159,7 @@ func (w *watch) run(ctx context.Context) (runner.Result, error) {
 			switch {
 			case !ok || ev.Type == watchapi.Error:
 				stop(&jobW)
+				ended(jobSince, &jobRetry)
 			case ev.Type == watchapi.Deleted:
 				return w.fail(ctx, fmt.Errorf("node %s: the Job %s/%s was deleted (by someone else?)", w.job.Node, w.ns(), w.name()))
 			default:
@@ -160,6 +171,7 @@ func (w *watch) run(ctx context.Context) (runner.Result, error) {
 			switch {
 			case !ok || ev.Type == watchapi.Error:
 				stop(&podW)
+				ended(podSince, &podRetry)
 			default:
 				p, ok := ev.Object.(*corev1.Pod)
 				if !ok {
