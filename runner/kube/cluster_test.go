@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -14,7 +15,9 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -78,7 +81,7 @@ func (d daemonImages) ImageDigest(ctx context.Context, ref string) (string, erro
 	return img.ID, nil
 }
 
-func startCluster(t *testing.T) *cluster {
+func startCluster(t testing.TB) *cluster {
 	t.Helper()
 	cli := dockertest.Client(t)
 	image := dockertest.Image(t)
@@ -91,12 +94,15 @@ func startCluster(t *testing.T) *cluster {
 	}
 	pool := func(name string) map[string]string { return map[string]string{"pool": name} }
 	c := kubetest.Start(t, kubetest.Options{Nodes: []kubetest.Node{
-		{Name: "kwok-gpu", GPUs: 8, Labels: pool(poolGPU)},
+		{Name: "kwok-gpu", GPUs: 8, Labels: map[string]string{"pool": poolGPU, instanceTypeLabel: "g2-standard-8"}},
 		{Name: "kwok-cpu", Labels: pool(poolCPU)},
 		{Name: "kwok-lose-a", GPUs: 1, Labels: pool(poolLose)},
 		{Name: "kwok-lose-b", GPUs: 1, Labels: pool(poolLose)},
 	}})
-	dockerlet.Start(t, c.Clientset, dockerlet.Options{Docker: cli})
+	// The Docker node offers 2 GPUs that it does not have, for a GPU
+	// node's pod to be scheduled there and run.
+	dockerlet.Start(t, c.Clientset, dockerlet.Options{Docker: cli,
+		Capacity: corev1.ResourceList{kubetest.DefaultGPUResource: resource.MustParse("2")}})
 	return &cluster{c: c, cs: c.Clientset, st: st, url: url, gcsHost: gcstest.Host(gcsSrv), sluice: sluice, image: image, images: daemonImages{cli}}
 }
 
@@ -144,7 +150,7 @@ func (x *cluster) leftovers(ctx context.Context, runID string) (int, error) {
 }
 
 // gone says what is left of the run's Jobs and pods at all.
-func (x *cluster) gone(t *testing.T, runID string) {
+func (x *cluster) gone(t testing.TB, runID string) {
 	t.Helper()
 	sel := LabelRun + "=" + labelValue(runID)
 	jobs, err := x.cs.BatchV1().Jobs("").List(context.Background(), metav1.ListOptions{LabelSelector: sel})
@@ -193,7 +199,7 @@ func (x *cluster) kwokJob(out, progress *lines) runner.Job {
 // playAgent stands in for the agent on kwok's nodes, which run nothing:
 // each pod of job's run that starts running is handed to act once, with
 // its number (from 1), until the test ends.
-func (x *cluster) playAgent(t *testing.T, job runner.Job, act func(n int, p *corev1.Pod)) {
+func (x *cluster) playAgent(t testing.TB, job runner.Job, act func(n int, p *corev1.Pod)) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	t.Cleanup(func() {
@@ -224,7 +230,7 @@ func (x *cluster) playAgent(t *testing.T, job runner.Job, act func(n int, p *cor
 
 // finishPod plays the agent's end of a try: a log line and the exit record
 // below the pod's prefix, then the pod's containers exit with code.
-func (x *cluster) finishPod(t *testing.T, job runner.Job, p *corev1.Pod, code int, line string) {
+func (x *cluster) finishPod(t testing.TB, job runner.Job, p *corev1.Pod, code int, line string) {
 	ctx := context.Background()
 	prefix := agent.TryPrefix(agent.AttemptPrefix(job), p.Name)
 	if _, err := x.st.Put(ctx, agent.LogKey(prefix, 1), strings.NewReader("o "+line+"\n")); err != nil {
@@ -246,7 +252,7 @@ func (x *cluster) finishPod(t *testing.T, job runner.Job, p *corev1.Pod, code in
 	x.annotate(t, p, ann)
 }
 
-func (x *cluster) annotate(t *testing.T, p *corev1.Pod, ann map[string]string) {
+func (x *cluster) annotate(t testing.TB, p *corev1.Pod, ann map[string]string) {
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": ann}})
 	if err != nil {
 		t.Error(err)
@@ -300,6 +306,9 @@ func TestCluster(t *testing.T) {
 	t.Run("OOMKilled", func(t *testing.T) { t.Parallel(); testOOMKilled(t, x) })
 	t.Run("LostNode", func(t *testing.T) { t.Parallel(); testLostNode(t, x) })
 	t.Run("Cancel", func(t *testing.T) { t.Parallel(); testCancelKwok(t, x) })
+	t.Run("LeastPrivilege", func(t *testing.T) { t.Parallel(); testLeastPrivilege(t, x) })
+	t.Run("OldAgent", func(t *testing.T) { t.Parallel(); testOldAgent(t, x) })
+	t.Run("CancelDocker", func(t *testing.T) { t.Parallel(); testCancelDocker(t, x) })
 	t.Run("RunsNode", func(t *testing.T) { t.Parallel(); testRunsNode(t, x) })
 }
 
@@ -423,8 +432,9 @@ func testEvicted(t *testing.T, x *cluster) {
 		pl.Tries[1].Outcome != string(runner.ReasonCompleted) {
 		t.Fatalf("tries %+v", pl.Tries)
 	}
-	if pl.Location != "kubetest/kwok-gpu" {
-		t.Errorf("location %q", pl.Location)
+	if pl.Location != "kubetest/kwok-gpu" || pl.Machine != "g2-standard-8" || pl.Tries[1].Machine != "g2-standard-8" ||
+		pl.Accelerator != "nvidia.com/gpu" || pl.AcceleratorCount != 1 {
+		t.Errorf("placement %+v", pl)
 	}
 	if !strings.Contains(progress.text(), "was evicted or preempted") || !strings.Contains(progress.text(), "(try 2") {
 		t.Errorf("progress:\n%s", progress.text())
@@ -566,14 +576,15 @@ func testCancelKwok(t *testing.T, x *cluster) {
 	x.gone(t, job.RunID)
 }
 
-// A node runs on the Docker node end to end, its placement says where, and
-// its cost accrues from the pod's start.
+// A GPU node runs on the Docker node end to end (its GPU is the node's
+// capacity only), its placement says where, and its cost accrues from the
+// pod's start.
 func testRunsNode(t *testing.T, x *cluster) {
 	var out, progress lines
 	price := 3.6 // a tenth of a cent a second
 	var spent float64
 	var mu sync.Mutex
-	e := x.executor(t, spec.KubeEnvironment{NodeSelector: map[string]string{kubetest.NodeTypeLabel: "docker"}, HourlyPrice: &price})
+	e := x.executor(t, spec.KubeEnvironment{NodeSelector: map[string]string{kubetest.NodeTypeLabel: "docker"}, HourlyPrice: &price, GPUs: 1})
 	job := runner.Job{RunID: runID(), Node: "train", Image: x.image, Attempt: 1,
 		Command: `echo "try $SLUICE_AGENT_TRY"; sleep 1; echo done > /valohai/outputs/model.txt`,
 		Stdout:  runner.NewLineWriter(out.add), Stderr: runner.NewLineWriter(out.add), Progress: progress.add,
@@ -593,7 +604,8 @@ func testRunsNode(t *testing.T, x *cluster) {
 		t.Errorf("outputs %+v", res.Outputs)
 	}
 	pl := res.Placement
-	if pl.Backend != spec.BackendKubernetes || pl.Location != "kubetest/docker" || len(pl.Tries) != 1 || pl.Accelerator != "" {
+	if pl.Backend != spec.BackendKubernetes || pl.Location != "kubetest/docker" || len(pl.Tries) != 1 ||
+		pl.Accelerator != "nvidia.com/gpu" || pl.AcceleratorCount != 1 {
 		t.Errorf("placement %+v", pl)
 	}
 	mu.Lock()
@@ -601,4 +613,120 @@ func testRunsNode(t *testing.T, x *cluster) {
 	if pl.Cost < 0.001 || pl.Cost != spent || !pl.CostKnown {
 		t.Errorf("cost %g, spent %g; want at least a second's worth, the same", pl.Cost, spent)
 	}
+}
+
+// On the Docker node, where the agent really runs, a cancelled run stops
+// the step (the agent gets SIGTERM with the pod's deletion) and the Job
+// and its pod are gone well within 7 s.
+func testCancelDocker(t *testing.T, x *cluster) {
+	var out, progress lines
+	e := x.executor(t, spec.KubeEnvironment{NodeSelector: map[string]string{kubetest.NodeTypeLabel: "docker"}})
+	job := x.kwokJob(&out, &progress)
+	job.Command = "echo started; sleep 120"
+	ctx, cancel := context.WithCancel(runCtx(t))
+	var mu sync.Mutex
+	var cancelled time.Time
+	job.Stdout = runner.NewLineWriter(func(string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if cancelled.IsZero() {
+			cancelled = time.Now()
+			cancel()
+		}
+	})
+	res, err := e.Run(ctx, job)
+	returned := time.Now()
+	if res.Reason != runner.ReasonCancelled || !errors.Is(err, context.Canceled) {
+		t.Fatalf("run: %v, %s\nprogress:\n%s", err, res.Reason, progress.text())
+	}
+	mu.Lock()
+	took := returned.Sub(cancelled)
+	mu.Unlock()
+	t.Logf("Run returned %s after the cancel", took)
+	if took > 7*time.Second {
+		t.Errorf("Run returned %s after the cancel, want well under 7 s", took)
+	}
+	if !strings.Contains(progress.text(), "deleted") {
+		t.Errorf("progress:\n%s", progress.text())
+	}
+	x.gone(t, job.RunID)
+}
+
+// An agent image older than this sluice (its agent writes below the
+// attempt's prefix, not its pod's) is named as the cause.
+func testOldAgent(t *testing.T, x *cluster) {
+	var out, progress lines
+	e := x.executor(t, kwok(poolGPU, spec.KubeEnvironment{Annotations: map[string]string{kubetest.DurationAnnotation: "1h"}}))
+	job := x.kwokJob(&out, &progress)
+	x.playAgent(t, job, func(n int, p *corev1.Pod) {
+		if err := agent.PutExit(context.Background(), x.st, agent.AttemptPrefix(job), &agent.Exit{ExitCode: 0, Reason: runner.ReasonCompleted,
+			Outputs: []runner.OutputFile{}, Phase: "exec"}); err != nil {
+			t.Error(err)
+		}
+		x.annotate(t, p, map[string]string{kubetest.DurationAnnotation: "0s"})
+	})
+	_, err := e.Run(runCtx(t), job)
+	if err == nil || !strings.Contains(err.Error(), "is older than this sluice") || !strings.Contains(err.Error(), x.sluice) {
+		t.Fatalf("run: %v", err)
+	}
+}
+
+// The executor needs no more than Preflight checks: create, get, watch and
+// delete Jobs; get, list and watch pods; get pods/log (namespaced, so
+// nodes cannot be read: the placement then has no machine type).
+func testLeastPrivilege(t *testing.T, x *cluster) {
+	ctx := context.Background()
+	const ns = "least"
+	if _, err := x.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "sluice", Namespace: ns}, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"create", "get", "watch", "delete"}},
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
+	}}
+	if _, err := x.cs.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "sluice", Namespace: ns},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "ci"}},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "sluice"}}
+	if _, err := x.cs.RbacV1().RoleBindings(ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := x.c.UserConfig("ci")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := x.options(kwok(poolGPU, spec.KubeEnvironment{Namespace: ns, Annotations: map[string]string{kubetest.DurationAnnotation: "1h"}}))
+	opts.Client = cs
+	e, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, progress lines
+	job := x.kwokJob(&out, &progress)
+	x.playAgent(t, job, func(n int, p *corev1.Pod) { x.finishPod(t, job, p, 0, "trained") })
+	res, err := e.Run(runCtx(t), job)
+	if err != nil || res.Reason != runner.ReasonCompleted {
+		t.Fatalf("run: %v, %s\nprogress:\n%s", err, res.Reason, progress.text())
+	}
+	if res.Placement.Location != "kubetest/kwok-gpu" || res.Placement.Machine != "" {
+		t.Errorf("placement %+v", res.Placement)
+	}
+	// And a cancel, which deletes the Job and waits for it.
+	job = x.kwokJob(&out, &progress)
+	cctx, cancel := context.WithCancel(runCtx(t))
+	x.playAgent(t, job, func(int, *corev1.Pod) { cancel() })
+	if res, _ := e.Run(cctx, job); res.Reason != runner.ReasonCancelled {
+		t.Fatalf("cancel: %s\nprogress:\n%s", res.Reason, progress.text())
+	}
+	if strings.Contains(progress.text(), "still there") || strings.Contains(progress.text(), "forbidden") {
+		t.Errorf("progress:\n%s", progress.text())
+	}
+	x.gone(t, job.RunID)
 }

@@ -50,6 +50,7 @@ type podState struct {
 	gone      bool // deleted
 	waitMsg   string
 	pulling   string
+	seen      time.Time // when this watch first saw it, by this host's clock
 	billFrom  time.Time
 	charged   time.Time
 }
@@ -79,21 +80,32 @@ func (w *watch) run(ctx context.Context) (runner.Result, error) {
 	defer stop(&podW)
 	defer stop(&jobW)
 	var podC, jobC <-chan watchapi.Event
+	// A watch that ends within a second of its start is not started again
+	// before the next tick: no busy loop against a server that ends them.
+	var jobSince, podSince, jobRetry, podRetry time.Time
+	ended := func(since time.Time, retry *time.Time) {
+		if time.Since(since) < time.Second {
+			*retry = time.Now().Add(time.Second)
+		}
+	}
 	for {
 		if ctx.Err() != nil {
 			return w.cancelled(ctx)
 		}
 		// (Re-)list and watch: a watch ends now and then (the server's
 		// timeout, a compaction); a list from scratch catches up.
-		if jobW == nil {
-			list, err := jobs.List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", w.name()).String()})
+		if jobW == nil && !time.Now().Before(jobRetry) {
+			jobSince = time.Now()
+			// Get, not List: the credentials need no more than Preflight
+			// checks (create, get, watch, delete Jobs).
+			j, err := jobs.Get(ctx, w.name(), metav1.GetOptions{})
+			if apierrors.IsNotFound(err) || err == nil && j.UID != w.created.UID {
+				return w.fail(ctx, fmt.Errorf("node %s: the Job %s/%s is gone (deleted by someone else?)", w.job.Node, w.ns(), w.name()))
+			}
 			if err == nil {
-				if len(list.Items) == 0 || list.Items[0].UID != w.created.UID {
-					return w.fail(ctx, fmt.Errorf("node %s: the Job %s/%s is gone (deleted by someone else?)", w.job.Node, w.ns(), w.name()))
-				}
-				w.jobObj = &list.Items[0]
+				w.jobObj = j
 				jobW, err = jobs.Watch(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", w.name()).String(),
-					ResourceVersion: list.ResourceVersion})
+					ResourceVersion: j.ResourceVersion})
 			}
 			if err != nil {
 				jobW = nil
@@ -104,9 +116,11 @@ func (w *watch) run(ctx context.Context) (runner.Result, error) {
 				jobC = jobW.ResultChan()
 			}
 		}
-		if podW == nil {
+		if podW == nil && !time.Now().Before(podRetry) {
+			podSince = time.Now()
 			list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: w.selector()})
 			if err == nil {
+				byAge(list.Items)
 				seen := map[string]bool{}
 				for i := range list.Items {
 					seen[list.Items[i].Name] = true
@@ -145,6 +159,7 @@ func (w *watch) run(ctx context.Context) (runner.Result, error) {
 			switch {
 			case !ok || ev.Type == watchapi.Error:
 				stop(&jobW)
+				ended(jobSince, &jobRetry)
 			case ev.Type == watchapi.Deleted:
 				return w.fail(ctx, fmt.Errorf("node %s: the Job %s/%s was deleted (by someone else?)", w.job.Node, w.ns(), w.name()))
 			default:
@@ -156,6 +171,7 @@ func (w *watch) run(ctx context.Context) (runner.Result, error) {
 			switch {
 			case !ok || ev.Type == watchapi.Error:
 				stop(&podW)
+				ended(podSince, &podRetry)
 			default:
 				p, ok := ev.Object.(*corev1.Pod)
 				if !ok {
@@ -185,7 +201,7 @@ func (w *watch) run(ctx context.Context) (runner.Result, error) {
 func (w *watch) see(ctx context.Context, p *corev1.Pod) {
 	ps := w.pods[p.Name]
 	if ps == nil {
-		ps = &podState{try: len(w.pl.Tries)}
+		ps = &podState{try: len(w.pl.Tries), seen: w.e.opts.Now()}
 		w.pods[p.Name] = ps
 		w.order = append(w.order, p.Name)
 		w.pl.Tries = append(w.pl.Tries, store.Try{Job: w.ns() + "/" + p.Name, Started: p.CreationTimestamp.Time})
@@ -321,7 +337,10 @@ func (w *watch) decide(ctx context.Context) (runner.Result, error, bool) {
 				return res, err, true
 			}
 		}
-		if !ps.started && now.Sub(p.CreationTimestamp.Time) > w.e.cfg.QueueTimeout {
+		// queue-timeout counts from when the pod was first seen, by this
+		// host's clock: the API's creationTimestamp has whole seconds,
+		// and the cluster's clock may differ from ours.
+		if !ps.started && now.Sub(ps.seen) > w.e.cfg.QueueTimeout {
 			why := "it did not start"
 			if c := podCondition(p, corev1.PodScheduled); !ps.scheduled && c.Message != "" {
 				why = "no node took it: " + c.Message
@@ -350,6 +369,13 @@ func (w *watch) lastWhy() string {
 // last pod decides, when it is there.
 func (w *watch) finish(ctx context.Context, cond *batchv1.JobCondition) (runner.Result, error) {
 	res := runner.Result{ExitCode: -1, Reason: runner.ReasonError}
+	// The pods' watch may lag behind the Job's: read them as they are now.
+	if list, err := w.e.opts.Client.CoreV1().Pods(w.ns()).List(ctx, metav1.ListOptions{LabelSelector: w.selector()}); err == nil {
+		byAge(list.Items)
+		for i := range list.Items {
+			w.see(ctx, &list.Items[i])
+		}
+	}
 	ps := w.lastPod()
 	if ps == nil {
 		return res, fmt.Errorf("node %s: the Job %s/%s ended (%s: %s) without a pod", w.job.Node, w.ns(), w.name(), cond.Reason, cond.Message)
@@ -382,6 +408,12 @@ func (w *watch) finish(ctx context.Context, cond *batchv1.JobCondition) (runner.
 			return out, fmt.Errorf("node %s: %w", w.job.Node, err)
 		}
 		return out, nil
+	}
+	// An agent that does not know TryEnv writes below the attempt's prefix.
+	if _, err := w.e.opts.Store.Stat(dctx, agent.ExitKey(w.prefix)); err == nil {
+		rec.Outcome, rec.Why = "error", "the agent's exit record is not below the pod's prefix"
+		return res, fmt.Errorf("node %s: the agent left its exit record below %s, not below its pod's own prefix: the sluice image %s is older than this sluice (its agent does not know %s); give the image of this sluice's version",
+			w.job.Node, w.prefix, w.e.opts.AgentImage, agent.TryEnv)
 	}
 	// No exit record: what the pod says is all there is.
 	if _, err := follow.Poll(dctx); err != nil {
@@ -667,4 +699,14 @@ func derefInt64(p *int64) int64 {
 		return 0
 	}
 	return *p
+}
+
+// byAge sorts pods oldest first, so that tries are numbered in order.
+func byAge(pods []corev1.Pod) {
+	slices.SortStableFunc(pods, func(a, b corev1.Pod) int {
+		if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
 }

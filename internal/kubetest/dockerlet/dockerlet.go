@@ -22,6 +22,9 @@
 //   - on deletion, its containers stopped (the pod's grace period, at most
 //     30 s), then removed with its volumes.
 //
+// Options.Capacity adds extended resources (nvidia.com/gpu) to the node,
+// with nothing behind them.
+//
 // restartPolicy is taken as Never whatever it says: a container that exits
 // stays exited.
 package dockerlet
@@ -41,6 +44,7 @@ import (
 	vkslog "github.com/virtual-kubelet/virtual-kubelet/log/slog"
 	"github.com/virtual-kubelet/virtual-kubelet/node"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
@@ -60,13 +64,14 @@ type Options struct {
 	NodeName string            // default DefaultNodeName
 	Labels   map[string]string // added to the node's own
 	Taints   []corev1.Taint
-	// Capacity is added to the node's capacity and allocatable, such as
-	// {nvidia.com/gpu: 1}: the scheduler then places pods that request it
-	// here. The containers get no device; the step sees none.
-	Capacity corev1.ResourceList
 	// Docker is the daemon's client; nil means one from the environment
 	// (DOCKER_HOST, else the local socket).
 	Docker client.APIClient
+	// Capacity is added to the node's capacity and allocatable (the host's
+	// CPUs and memory): extended resources such as nvidia.com/gpu, so that
+	// a pod asking for a GPU can be scheduled here. Nothing backs them; the
+	// containers run as they would without.
+	Capacity corev1.ResourceList
 	// LogDir, if set, receives the stand-in's log (dockerlet-<node>.log);
 	// by default it goes to the test's temp dir.
 	LogDir string
@@ -117,6 +122,16 @@ func Start(t testing.TB, cs kubernetes.Interface, opts Options) *Kubelet {
 	k := &Kubelet{NodeName: name, Log: logPath, cancel: cancel, done: make(chan struct{})}
 	k.provider = newProvider(cli, name, logger)
 	k.provider.api = cs.CoreV1()
+	// Once a deleted pod's containers are gone, the pod object goes too, at
+	// once, as a kubelet's status manager does it (the node library alone
+	// would wait out the pod's whole grace period first).
+	k.provider.removed = func(ctx context.Context, pod *corev1.Pod) {
+		err := cs.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
+			GracePeriodSeconds: new(int64(0)), Preconditions: &metav1.Preconditions{UID: &pod.UID}})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			logger.Warn("delete the removed pod", "pod", pod.Namespace+"/"+pod.Name, "err", err)
+		}
+	}
 
 	nodeObj, err := k.node(ctx, cli, opts)
 	if err != nil {

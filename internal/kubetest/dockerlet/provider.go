@@ -20,7 +20,6 @@ import (
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
 	"github.com/virtual-kubelet/virtual-kubelet/node"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 )
@@ -47,6 +46,9 @@ type provider struct {
 	mu     sync.Mutex
 	pods   map[string]*podRun // by namespace/name
 	notify func(*corev1.Pod)
+	// removed, when set, is told of a deleted pod whose containers are
+	// gone: a kubelet then deletes the pod object for good.
+	removed func(ctx context.Context, pod *corev1.Pod)
 }
 
 var (
@@ -165,15 +167,8 @@ func (p *provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 	p.mu.Lock()
 	delete(p.pods, key(pod.Namespace, pod.Name))
 	p.mu.Unlock()
-	// Its containers are gone: as a kubelet does, take the pod off the API
-	// server now (grace 0) rather than when its grace period ends, which is
-	// when the node library would.
-	if p.api != nil && pod.DeletionTimestamp != nil {
-		zero, uid := int64(0), pod.UID
-		err := p.api.Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero, Preconditions: &metav1.Preconditions{UID: &uid}})
-		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-			p.log.Warn("delete the stopped pod", "pod", key(pod.Namespace, pod.Name), "error", err)
-		}
+	if p.removed != nil {
+		p.removed(ctx, pod)
 	}
 	return nil
 }
