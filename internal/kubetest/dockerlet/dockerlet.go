@@ -121,7 +121,6 @@ func Start(t testing.TB, cs kubernetes.Interface, opts Options) *Kubelet {
 	ctx = vklog.WithLogger(ctx, vkslog.FromSlog(logger))
 	k := &Kubelet{NodeName: name, Log: logPath, cancel: cancel, done: make(chan struct{})}
 	k.provider = newProvider(cli, name, logger)
-	k.provider.api = cs.CoreV1()
 	// Once a deleted pod's containers are gone, the pod object goes too, at
 	// once, as a kubelet's status manager does it (the node library alone
 	// would wait out the pod's whole grace period first).

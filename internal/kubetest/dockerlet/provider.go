@@ -21,7 +21,6 @@ import (
 	"github.com/virtual-kubelet/virtual-kubelet/node"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 )
 
 // Labels on every Docker container and volume the stand-in makes.
@@ -38,10 +37,6 @@ type provider struct {
 	cli      client.APIClient
 	nodeName string
 	log      *slog.Logger
-
-	// api reads a pod as the API server has it; nil in tests of the
-	// provider alone.
-	api typedcorev1.PodsGetter
 
 	mu     sync.Mutex
 	pods   map[string]*podRun // by namespace/name
@@ -212,24 +207,10 @@ func (p *provider) update(run *podRun, change func(st *corev1.PodStatus)) {
 	p.publish(run)
 }
 
-// publish sends the pod's status on. The node library writes the whole
-// pod it is given with UpdateStatus; once the pod is being deleted, the API
-// server refuses it if its finalizers are older than the pod's (the Job
-// controller takes its job-tracking finalizer off then), and the node
-// library would retry the refused status until its grace period ran out.
-// So a pod being deleted goes with the metadata the API server has.
 func (p *provider) publish(run *podRun) {
 	p.mu.Lock()
-	pod, notify, deleting := run.pod.DeepCopy(), p.notify, run.deleting
+	pod, notify := run.pod.DeepCopy(), p.notify
 	p.mu.Unlock()
-	if deleting && p.api != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		cur, err := p.api.Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
-		cancel()
-		if err == nil && cur.UID == pod.UID {
-			cur.ObjectMeta.DeepCopyInto(&pod.ObjectMeta)
-		}
-	}
 	notify(pod)
 }
 
