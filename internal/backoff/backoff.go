@@ -74,28 +74,36 @@ func (p Policy) Start() *Attempts {
 	if p.Sleep == nil {
 		p.Sleep = Sleep
 	}
-	return &Attempts{p: p, start: p.Now()}
+	return &Attempts{p: p, start: p.Now(), waited: new(time.Duration)}
 }
 
 // Attempts is one operation under a Policy: the attempts that failed in a
 // row, and the time waited. It is not safe for concurrent use.
 type Attempts struct {
 	p      Policy
-	n      int       // failed attempts in a row
-	start  time.Time // of the operation, or of its last Reset
-	waited time.Duration
+	n      int            // failed attempts in a row
+	start  time.Time      // of the operation, or of its last Reset
+	waited *time.Duration // shared with the Attempts made by Again
+}
+
+// Again begins another request of the same operation (a call that makes
+// several): its failures are counted from none, and its waits count
+// against the same MaxWait as a's.
+func (a *Attempts) Again() *Attempts {
+	return &Attempts{p: a.p, start: a.p.Now(), waited: a.waited}
 }
 
 // Reset starts the count of failures in a row again, and the elapsed time
 // (after progress: a byte read, an item listed, or a new request of the
 // same call). The time waited is kept: MaxWait bounds the whole operation.
+// (For several requests of one operation, see Again.)
 func (a *Attempts) Reset() { a.n, a.start = 0, a.p.Now() }
 
 // Failures is the number of attempts that failed in a row.
 func (a *Attempts) Failures() int { return a.n }
 
 // Waited is the time waited so far.
-func (a *Attempts) Waited() time.Duration { return a.waited }
+func (a *Attempts) Waited() time.Duration { return *a.waited }
 
 // Next counts an attempt that failed with err and returns the wait before
 // the next one: hint when it is > 0 (what the server asked for, not
@@ -111,13 +119,13 @@ func (a *Attempts) Next(err error, hint time.Duration) (time.Duration, error) {
 			d = d/2 + time.Duration(a.p.Jitter()*float64(d-d/2))
 		}
 	}
-	ex := &Exhausted{Err: err, Attempts: a.n, Elapsed: elapsed, Waited: a.waited, Next: d}
+	ex := &Exhausted{Err: err, Attempts: a.n, Elapsed: elapsed, Waited: *a.waited, Next: d}
 	switch {
 	case a.p.MaxAttempts > 0 && a.n >= a.p.MaxAttempts:
 		ex.Limit = LimitAttempts
 	case a.p.MaxElapsed > 0 && elapsed+d > a.p.MaxElapsed:
 		ex.Limit = LimitElapsed
-	case a.p.MaxWait < 0 || a.p.MaxWait > 0 && a.waited+d > a.p.MaxWait:
+	case a.p.MaxWait < 0 || a.p.MaxWait > 0 && *a.waited+d > a.p.MaxWait:
 		ex.Limit, ex.MaxWait = LimitWait, max(a.p.MaxWait, 0)
 	default:
 		return d, nil
@@ -132,7 +140,7 @@ func (a *Attempts) Sleep(ctx context.Context, d time.Duration, cause error) erro
 	if err := a.p.Sleep(ctx, d); err != nil {
 		return &Interrupted{Cause: err, Err: cause, Wait: d}
 	}
-	a.waited += d
+	*a.waited += d
 	return nil
 }
 

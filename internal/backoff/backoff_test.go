@@ -235,3 +235,31 @@ func TestParseRetryAfterAndReset(t *testing.T) {
 		}
 	}
 }
+
+func TestAgainCountsItsOwnFailuresAgainstTheSameMaxWait(t *testing.T) {
+	c := newClock()
+	call := c.policy(backoff.Policy{Initial: time.Second, Max: time.Minute, MaxWait: 6 * time.Second}).Start()
+	ctx := context.Background()
+	first := call.Again()
+	for range 2 {
+		if err := first.Wait(ctx, errFlaky, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	second := call.Again()
+	if err := second.Wait(ctx, errFlaky, 0); err != nil || second.Failures() != 1 {
+		t.Fatalf("second request: %v, %d failures", err, second.Failures())
+	}
+	// 1 + 2 + 1 = 4 s waited by the call; 2 s more is 6 s, allowed; then
+	// 4 s more is not.
+	if err := second.Wait(ctx, errFlaky, 0); err != nil {
+		t.Fatal(err)
+	}
+	var ex *backoff.Exhausted
+	if err := second.Wait(ctx, errFlaky, 0); !errors.As(err, &ex) || ex.Limit != backoff.LimitWait || ex.Waited != 6*time.Second {
+		t.Errorf("err %v, want the call's MaxWait after 6s", err)
+	}
+	if want := []time.Duration{time.Second, 2 * time.Second, time.Second, 2 * time.Second}; !slices.Equal(c.waits, want) || call.Waited() != 6*time.Second {
+		t.Errorf("waits %v (call waited %v), want %v", c.waits, call.Waited(), want)
+	}
+}

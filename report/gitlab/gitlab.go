@@ -24,6 +24,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/sluice-ci/sluice/internal/backoff"
 	"github.com/sluice-ci/sluice/report"
 )
 
@@ -100,7 +101,7 @@ func New(cfg Config) (*Publisher, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Sleep == nil {
-		cfg.Sleep = sleep
+		cfg.Sleep = backoff.Sleep
 	}
 	if cfg.MaxWait == 0 {
 		cfg.MaxWait = DefaultMaxWait
@@ -240,7 +241,8 @@ func (c *call) stickyNote(ctx context.Context, project string, iid int64, pub *r
 	}
 	notes := mergeRequestPath(project, iid) + "/notes"
 	action := ""
-	for attempt := 0; ; attempt++ {
+	a := c.a.Again()
+	for {
 		found, err := c.findNote(ctx, project, iid, me.ID, pub.Marker)
 		if err != nil {
 			return "", "", err
@@ -280,7 +282,7 @@ func (c *call) stickyNote(ctx context.Context, project string, iid int64, pub *r
 		// writing, so that a retry never posts a second note.
 		c.p.log.Warn("gitlab: writing the note failed; looking for it again before retrying",
 			"project", project, "mr", iid, "error", c.p.redactString(err.Error()))
-		if err := c.wait(ctx, attempt, err, fmt.Errorf("gitlab: %s: %w", what, err)); err != nil {
+		if err := c.wait(ctx, a, err, fmt.Errorf("gitlab: %s: %w", what, err)); err != nil {
 			return "", "", err
 		}
 	}
@@ -363,7 +365,8 @@ func (c *call) commitStatus(ctx context.Context, project string, pub *report.Pub
 	}
 	path := projectPath(project) + "/statuses/" + pub.HeadSHA
 	what := fmt.Sprintf("set the commit status %q on %s in project %s", st.Name, pub.HeadSHA, project)
-	for attempt := 0; ; attempt++ {
+	a := c.a.Again()
+	for {
 		_, err := c.p.api.do(ctx, http.MethodPost, path, nil, st, nil)
 		switch {
 		case err == nil:
@@ -378,7 +381,7 @@ func (c *call) commitStatus(ctx context.Context, project string, pub *report.Pub
 		}
 		// Sending a status again is safe: if the first one arrived, GitLab
 		// answers "Cannot transition status", which counts as done.
-		if err := c.wait(ctx, attempt, err, fmt.Errorf("gitlab: %s: %w", what, err)); err != nil {
+		if err := c.wait(ctx, a, err, fmt.Errorf("gitlab: %s: %w", what, err)); err != nil {
 			return err
 		}
 	}
