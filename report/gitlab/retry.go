@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"time"
 
+	gl "gitlab.com/gitlab-org/api/client-go"
+
 	"github.com/sluice-ci/sluice/internal/backoff"
 )
 
@@ -28,13 +30,13 @@ func (p *Publisher) newCall() *call {
 	return &call{p: p, a: backoff.Policy{Initial: firstBackoff, Max: maxBackoff, MaxWait: p.cfg.MaxWait, Sleep: p.sleep}.Start()}
 }
 
-// read runs GET path?query, decoding the answer into out, and returns the
+// read sends a GET request of the library, f (see send), and returns the
 // answer's header. It retries on 429, 5xx and transport errors. what
 // describes the request for errors ("list the notes of ...").
-func (c *call) read(ctx context.Context, what, path string, query url.Values, out any) (http.Header, error) {
+func (c *call) read(ctx context.Context, what string, f func(gl.RequestOptionFunc) (*gl.Response, error)) (http.Header, error) {
 	a := c.a.Again()
 	for {
-		header, err := c.p.api.do(ctx, http.MethodGet, path, query, nil, out)
+		header, err := send(ctx, f)
 		if err == nil {
 			return header, nil
 		}
