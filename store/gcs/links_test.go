@@ -28,16 +28,22 @@ func TestConsoleURL(t *testing.T) {
 	}
 }
 
-func TestSignedURL(t *testing.T) {
-	c := newClient(t)
-	bucket := createBucket(t, c, "signed")
-	s := open(t, "gs://"+bucket+"/ci")
+// testSigner is a service account with a new key, to sign URLs with.
+func testSigner(t *testing.T) *gcs.Signer {
+	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
-	signer := &gcs.Signer{GoogleAccessID: "sluice@project.iam.gserviceaccount.com", PrivateKey: pemKey}
+	return &gcs.Signer{GoogleAccessID: "sluice@project.iam.gserviceaccount.com", PrivateKey: pemKey}
+}
+
+func TestSignedURL(t *testing.T) {
+	c := newClient(t)
+	bucket := createBucket(t, c, "signed")
+	s := open(t, "gs://"+bucket+"/ci")
+	signer := testSigner(t)
 
 	raw, err := s.SignedURL("blobs/sha256/ab/abcd", "model.pkl", time.Hour, signer)
 	if err != nil {
@@ -83,13 +89,7 @@ func TestSignedURLThroughRetry(t *testing.T) {
 	if !ok {
 		t.Fatal("store.As found no URL signer under the retry decorator")
 	}
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer := &gcs.Signer{GoogleAccessID: "sluice@project.iam.gserviceaccount.com",
-		PrivateKey: pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})}
-	raw, err := sg.SignedURL("blobs/sha256/ab/abcd", "model.pkl", time.Hour, signer)
+	raw, err := sg.SignedURL("blobs/sha256/ab/abcd", "model.pkl", time.Hour, testSigner(t))
 	if err != nil {
 		t.Fatal(err)
 	}
