@@ -31,9 +31,6 @@ import (
 	"github.com/sluice-ci/sluice/store"
 )
 
-// getenv is the environment sluice ci reads; tests of the command replace it.
-var getenv = os.Getenv
-
 // ciFlags are the inputs of `sluice ci`, which are also the GitHub Action's.
 type ciFlags struct {
 	file, pipeline, step, storeURL, baseline, config, workDir, pull, reportFile, publication string
@@ -41,7 +38,8 @@ type ciFlags struct {
 	post                                                                                     bool
 }
 
-func newCICmd(stdout, stderr io.Writer) *cobra.Command {
+// newCICmd is sluice ci, which reads the environment through getenv.
+func newCICmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Command {
 	var fl ciFlags
 	cmd := &cobra.Command{
 		Use:   "ci [FILE]",
@@ -56,13 +54,13 @@ func newCICmd(stdout, stderr io.Writer) *cobra.Command {
 			"Exit codes: 0 passed, 1 the pipeline failed, 2 a gate failed, 3 usage or config error.",
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := inputsFromEnv(cmd.Flags()); err != nil {
+			if err := inputsFromEnv(cmd.Flags(), getenv); err != nil {
 				return err
 			}
 			if len(args) == 1 {
 				fl.file = args[0]
 			}
-			return runCI(cmd.Context(), fl, stdout, stderr)
+			return runCI(cmd.Context(), fl, getenv, stdout, stderr)
 		},
 	}
 	f := cmd.Flags()
@@ -84,7 +82,7 @@ func newCICmd(stdout, stderr io.Writer) *cobra.Command {
 // inputsFromEnv sets each flag not given on the command line from
 // INPUT_<NAME> (uppercased, hyphens kept), when that is not empty: GitHub
 // sets every input of a Docker action so, empty when the workflow left it out.
-func inputsFromEnv(fs *pflag.FlagSet) error {
+func inputsFromEnv(fs *pflag.FlagSet, getenv func(string) string) error {
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
 		if f.Changed || err != nil {
@@ -101,7 +99,7 @@ func inputsFromEnv(fs *pflag.FlagSet) error {
 	return err
 }
 
-func runCI(ctx context.Context, fl ciFlags, stdout, stderr io.Writer) error {
+func runCI(ctx context.Context, fl ciFlags, getenv func(string) string, stdout, stderr io.Writer) error {
 	c, err := ci.Detect(getenv)
 	if err != nil {
 		return usageErrorf("%v", err)

@@ -15,7 +15,7 @@ import (
 	"github.com/sluice-ci/sluice/store"
 )
 
-func newReportCmd(stdout, stderr io.Writer) *cobra.Command {
+func newReportCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Command {
 	var runID, baseline, storeURL, format, out, from, pubFile string
 	var doPost bool
 	var pr int
