@@ -35,28 +35,9 @@ docker image inspect "$IMAGE" >/dev/null 2>&1 || bash testdata/images/build.sh
 docker image inspect "$SLUICE_IMAGE" >/dev/null 2>&1 ||
 	{ echo "bench: no image $SLUICE_IMAGE: docker build -t sluice:dev . (or set SLUICE_IMAGE)" >&2; exit 1; }
 go build -o bin/sluice ./cmd/sluice
-go build -o bin/gcsbench ./bench/gcsbench
-
-work=$(mktemp -d)
-mkdir -p "$work/gcs"
-mkfifo "$work/in"
-# The server serves until its stdin closes: fd 3 holds the fifo open.
-bin/gcsbench serve -root "$work/gcs" <"$work/in" >"$work/url" 2>"$work/server.err" &
-server=$!
-exec 3>"$work/in"
-cleanup() {
-	exec 3>&- || true
-	wait "$server" 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-for _ in $(seq 1 300); do
-	[ -s "$work/url" ] && break
-	kill -0 "$server" 2>/dev/null || { cat "$work/server.err" >&2; exit 1; }
-	sleep 0.1
-done
-url=$(head -n1 "$work/url")
-export STORAGE_EMULATOR_HOST=${url#http://}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+start_fake_gcs
 # The bucket the gs:// stores live in.
 curl -sf -X POST -H 'Content-Type: application/json' -d '{"name":"bench"}' "$url/storage/v1/b?project=bench" >/dev/null ||
 	{ echo "bench: could not create the bucket" >&2; exit 1; }
@@ -90,17 +71,7 @@ timed_run() {
 chain() {
 	local n=20 i local_dir=$work/chain-local store_dir=$work/chain-store
 	mkdir -p "$local_dir" "$store_dir"
-	{
-		echo "- step: {name: first, image: \"$IMAGE\", command: \"echo 0 > /valohai/outputs/x.txt\"}"
-		echo "- step: {name: next, image: \"$IMAGE\", command: \"cat /valohai/inputs/in/x.txt > /valohai/outputs/x.txt; echo 1 >> /valohai/outputs/x.txt\", inputs: [{name: in}]}"
-		echo "- pipeline:"
-		echo "    name: chain"
-		echo "    nodes:"
-		echo "      - {name: s1, type: execution, step: first}"
-		for i in $(seq 2 $n); do echo "      - {name: s$i, type: execution, step: next}"; done
-		echo "    edges:"
-		for i in $(seq 2 $n); do echo "      - [s$((i - 1)).output.x.txt, s$i.input.in]"; done
-	} >"$local_dir/valohai.yaml"
+	chain_yaml "$n" "$IMAGE" >"$local_dir/valohai.yaml"
 	cp "$local_dir/valohai.yaml" "$store_dir/"
 	store_yaml "$store_dir"
 	local ratios=() l s
