@@ -35,28 +35,9 @@ RSS_FILES=${RSS_FILES:-100}
 RSS_PLAIN=${RSS_PLAIN:-0}
 GiB=$((1 << 30))
 
-go build -o bin/gcsbench ./bench/gcsbench
-work=$(mktemp -d)
-mkdir -p "$work/gcs"
-mkfifo "$work/in"
-# The server serves until its stdin closes: fd 3 holds the fifo open.
-bin/gcsbench serve -root "$work/gcs" <"$work/in" >"$work/url" 2>"$work/server.err" &
-server=$!
-exec 3>"$work/in"
-cleanup() {
-	exec 3>&- || true
-	wait "$server" 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-for _ in $(seq 1 300); do
-	[ -s "$work/url" ] && break
-	kill -0 "$server" 2>/dev/null || { cat "$work/server.err" >&2; exit 1; }
-	sleep 0.1
-done
-url=$(head -n1 "$work/url")
-[ -n "$url" ] || { echo "fake-gcs-server printed no address" >&2; exit 1; }
-export STORAGE_EMULATOR_HOST=${url#http://}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+start_fake_gcs
 
 # transfer CLIENT FILES BYTES: prints "UP DOWN" in seconds.
 transfer() {

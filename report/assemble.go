@@ -70,7 +70,7 @@ func Assemble(ctx context.Context, in Input) (Report, error) {
 			}
 		}
 	}
-	r.Links = ArtifactLinks(in.StoreURL, in.Sluice, in.Warn)
+	r.Links = ArtifactLinks(in.Store, in.StoreURL, in.Sluice, in.Warn)
 	return r, nil
 }
 
@@ -130,9 +130,10 @@ func FailedLogs(ctx context.Context, st store.Store, rec *store.Run) map[string]
 
 // ArtifactLinks gives the report's links to outputs: Cloud console pages or
 // signed URLs for a gs:// store, as sluice.yaml's `report.links` says; none
-// for a local store, whose paths mean nothing on a pull request. Signed
-// links that cannot be made fall back to console links, said once on warn.
-func ArtifactLinks(storeURL string, sc *spec.SluiceConfig, warn io.Writer) func(string, store.File) string {
+// for a local store, whose paths mean nothing on a pull request. URLs are
+// signed by st (found under its decorators with store.As); signed links that
+// cannot be made fall back to console links, said once on warn.
+func ArtifactLinks(st store.Store, storeURL string, sc *spec.SluiceConfig, warn io.Writer) func(string, store.File) string {
 	if !strings.HasPrefix(storeURL, "gs://") {
 		return nil
 	}
@@ -154,25 +155,20 @@ func ArtifactLinks(storeURL string, sc *spec.SluiceConfig, warn io.Writer) func(
 	case spec.LinksNone:
 		return nil
 	case spec.LinksSigned:
-		var once sync.Once
-		var signer *gcs.Store
+		signer, ok := store.As[urlSigner](st)
+		if !ok {
+			fmt.Fprintf(warn, "sluice: artifact links are console links: the store %s cannot sign URLs\n", storeURL)
+			return console
+		}
+		var mu sync.Mutex
 		failed := false
+		expiry := time.Duration(hours * float64(time.Hour))
 		return func(node string, f store.File) string {
-			once.Do(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				s, err := gcs.New(ctx, storeURL)
-				if err != nil {
-					fmt.Fprintf(warn, "sluice: artifact links are console links: %v\n", err)
-					failed = true
-					return
-				}
-				signer = s
-			})
+			mu.Lock()
+			defer mu.Unlock()
 			if failed {
 				return console(node, f)
 			}
-			expiry := time.Duration(hours * float64(time.Hour))
 			u, err := signer.SignedURL(store.BlobKey(f.Digest), filepath.Base(f.Path), expiry, nil)
 			if err != nil {
 				fmt.Fprintf(warn, "sluice: artifact links are console links: %v\n", err)
@@ -183,4 +179,9 @@ func ArtifactLinks(storeURL string, sc *spec.SluiceConfig, warn io.Writer) func(
 		}
 	}
 	return console
+}
+
+// urlSigner is what a store that signs URLs to its objects can do (store/gcs).
+type urlSigner interface {
+	SignedURL(key, filename string, expiry time.Duration, signer *gcs.Signer) (string, error)
 }

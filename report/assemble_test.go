@@ -6,9 +6,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluice-ci/sluice/internal/gcstest"
 	"github.com/sluice-ci/sluice/spec"
 	"github.com/sluice-ci/sluice/store"
 	"github.com/sluice-ci/sluice/store/file"
+	"github.com/sluice-ci/sluice/store/gcs"
+	"github.com/sluice-ci/sluice/store/retry"
 )
 
 func TestAssemble(t *testing.T) {
@@ -102,4 +105,38 @@ func last(xs []string) string {
 		return ""
 	}
 	return xs[len(xs)-1]
+}
+
+// Signed links come from the run's store, found under its retry decorator.
+// The stand-in (fake-gcs-server) has no credentials to sign with, so the
+// links fall back to console pages and the warning says why, once; a store
+// that cannot sign at all says so too.
+func TestArtifactLinksSigned(t *testing.T) {
+	gcstest.Start(t, "links")
+	g, err := gcs.New(context.Background(), "gs://links/ci")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	sc := &spec.SluiceConfig{Report: spec.ReportConfig{Links: spec.LinksSigned, SignedURLHours: 1}}
+	f := store.File{Path: "out/model.pkl", Digest: store.NewDigest([32]byte{1})}
+	var warn strings.Builder
+	links := ArtifactLinks(retry.New(g), "gs://links/ci", sc, &warn)
+	for range 2 {
+		if u := links("train", f); !strings.HasPrefix(u, "https://console.cloud.google.com/storage/browser/_details/links/ci/blobs/sha256/") {
+			t.Errorf("link %q, want the console page", u)
+		}
+	}
+	if w := warn.String(); strings.Count(w, "artifact links are console links") != 1 || !strings.Contains(w, "serviceAccountTokenCreator") {
+		t.Errorf("warnings: %q", w)
+	}
+	fileStore, err := file.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	warn.Reset()
+	links = ArtifactLinks(fileStore, "gs://links/ci", sc, &warn)
+	if u := links("train", f); !strings.HasPrefix(u, "https://console.cloud.google.com/") || !strings.Contains(warn.String(), "cannot sign URLs") {
+		t.Errorf("a store that cannot sign: %q, %q", u, warn.String())
+	}
 }

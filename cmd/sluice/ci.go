@@ -31,9 +31,6 @@ import (
 	"github.com/sluice-ci/sluice/store"
 )
 
-// getenv is the environment sluice ci reads; tests of the command replace it.
-var getenv = os.Getenv
-
 // ciFlags are the inputs of `sluice ci`, which are also the GitHub Action's.
 type ciFlags struct {
 	file, pipeline, step, storeURL, baseline, config, workDir, pull, reportFile, publication string
@@ -41,7 +38,8 @@ type ciFlags struct {
 	post                                                                                     bool
 }
 
-func newCICmd(stdout, stderr io.Writer) *cobra.Command {
+// newCICmd is sluice ci, which reads the environment through getenv.
+func newCICmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Command {
 	var fl ciFlags
 	cmd := &cobra.Command{
 		Use:   "ci [FILE]",
@@ -56,13 +54,13 @@ func newCICmd(stdout, stderr io.Writer) *cobra.Command {
 			"Exit codes: 0 passed, 1 the pipeline failed, 2 a gate failed, 3 usage or config error.",
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := inputsFromEnv(cmd.Flags()); err != nil {
+			if err := inputsFromEnv(cmd.Flags(), getenv); err != nil {
 				return err
 			}
 			if len(args) == 1 {
 				fl.file = args[0]
 			}
-			return runCI(cmd.Context(), fl, stdout, stderr)
+			return runCI(cmd.Context(), fl, getenv, stdout, stderr)
 		},
 	}
 	f := cmd.Flags()
@@ -84,7 +82,7 @@ func newCICmd(stdout, stderr io.Writer) *cobra.Command {
 // inputsFromEnv sets each flag not given on the command line from
 // INPUT_<NAME> (uppercased, hyphens kept), when that is not empty: GitHub
 // sets every input of a Docker action so, empty when the workflow left it out.
-func inputsFromEnv(fs *pflag.FlagSet) error {
+func inputsFromEnv(fs *pflag.FlagSet, getenv func(string) string) error {
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
 		if f.Changed || err != nil {
@@ -101,36 +99,97 @@ func inputsFromEnv(fs *pflag.FlagSet) error {
 	return err
 }
 
-func runCI(ctx context.Context, fl ciFlags, stdout, stderr io.Writer) error {
-	c, err := ci.Detect(getenv)
+// ciJob is one `sluice ci`: what it learned so far, step by step.
+type ciJob struct {
+	fl             ciFlags
+	getenv         func(string) string
+	stdout, stderr io.Writer
+	c              *ci.Context
+	log            *ci.Log
+	logger         *slog.Logger
+	pull           docker.PullPolicy
+
+	cfg  *spec.Config
+	p    *spec.Pipeline
+	sc   *spec.SluiceConfig
+	repo string
+	st   store.Store
+}
+
+func runCI(ctx context.Context, fl ciFlags, getenv func(string) string, stdout, stderr io.Writer) error {
+	j := &ciJob{fl: fl, getenv: getenv, stdout: stdout, stderr: stderr}
+	if err := j.setup(); err != nil {
+		return err
+	}
+	if err := j.lint(ctx); err != nil {
+		return err
+	}
+	rec, base, baseNote, err := j.run(ctx)
+	if err != nil {
+		return err
+	}
+	r, body, err := j.report(ctx, rec, base, baseNote)
+	if err != nil {
+		return err
+	}
+	code := r.Verdict.ExitCode()
+	for _, f := range r.Verdict.Failures {
+		j.log.Error(ci.Annotation{Title: "sluice: " + j.p.Name, Message: f.Reason})
+	}
+	if j.fl.post && j.c.Platform != ci.Local {
+		out := post(ctx, j.c, report.NewPublication(r, body), j.fl.publication, stderr, j.logger)
+		if out.err != nil {
+			j.log.Error(ci.Annotation{Title: "sluice: the report was not posted", Message: out.err.Error()})
+			if code == 0 {
+				code = exitFailed
+			}
+		}
+	}
+	j.setOutputs(rec, r.Verdict)
+	fmt.Fprintf(stderr, "sluice: %s\n", r.Verdict.Summary())
+	if code != 0 {
+		return &exitError{code: code}
+	}
+	return nil
+}
+
+// setup reads the CI context and checks the flags.
+func (j *ciJob) setup() error {
+	c, err := ci.Detect(j.getenv)
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
-	log := ci.NewLog(c.Platform, stdout, nil)
-	log.Mask(c.Token)
-	if fl.workDir != "" {
-		if err := os.Chdir(fl.workDir); err != nil {
+	j.c = c
+	j.log = ci.NewLog(c.Platform, j.stdout, nil)
+	j.log.Mask(c.Token)
+	if j.fl.workDir != "" {
+		if err := os.Chdir(j.fl.workDir); err != nil {
 			return usageErrorf("working-directory: %v", err)
 		}
 	}
-	if fl.concurrency < 0 {
-		return usageErrorf("--concurrency %d: give a positive number", fl.concurrency)
+	if j.fl.concurrency < 0 {
+		return usageErrorf("--concurrency %d: give a positive number", j.fl.concurrency)
 	}
-	if fl.concurrency == 0 {
-		fl.concurrency = runtime.NumCPU()
+	if j.fl.concurrency == 0 {
+		j.fl.concurrency = runtime.NumCPU()
 	}
-	pullPolicy, err := docker.ParsePullPolicy(fl.pull)
-	if err != nil {
+	if j.pull, err = docker.ParsePullPolicy(j.fl.pull); err != nil {
 		return usageErrorf("--pull: %v", err)
 	}
-	fmt.Fprintf(stderr, "sluice: %s\n", c)
+	j.logger = slog.New(slog.NewTextHandler(j.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	fmt.Fprintf(j.stderr, "sluice: %s\n", c)
+	return nil
+}
 
-	// Lint: every finding an annotation on the line it is about.
+// lint reads the pipeline file and sluice.yaml, every finding an
+// annotation on the line it is about, and picks the pipeline.
+func (j *ciJob) lint(ctx context.Context) error {
+	fl := j.fl
 	cfg, diags := parseFile(ctx, fl.file)
 	if ctx.Err() != nil {
 		return interrupted(ctx)
 	}
-	annotate(log, diags)
+	annotate(j.log, diags)
 	if diags.HasErrors() {
 		return usageErrorf("%s has %s; fix them and run again", fl.file, plural(diags.Count(spec.SeverityError), "error"))
 	}
@@ -146,142 +205,140 @@ func runCI(ctx context.Context, fl ciFlags, stdout, stderr io.Writer) error {
 		scFile = filepath.Join(filepath.Dir(fl.file), "sluice.yaml")
 	}
 	sc, scDiags := spec.LoadSluiceConfig(scFile, cfg)
-	annotate(log, scDiags)
+	annotate(j.log, scDiags)
 	if scDiags.HasErrors() {
 		return usageErrorf("%s has %s", scFile, plural(scDiags.Count(spec.SeverityError), "error"))
 	}
-	annotate(log, spec.LintEnvironments(cfg, sc))
+	annotate(j.log, spec.LintEnvironments(cfg, sc))
 	if fl.config != "" && sc == nil {
 		return usageErrorf("--config %s: no such file", fl.config)
 	}
+	j.cfg, j.p, j.sc = cfg, p, sc
+	if j.repo, err = filepath.Abs(filepath.Dir(fl.file)); err != nil {
+		return err
+	}
+	return nil
+}
 
-	repo, err := filepath.Abs(filepath.Dir(fl.file))
-	if err != nil {
-		return err
-	}
-	st, err := openStore(fl.storeURL, repoRoot(repo))
-	if err != nil {
-		return err
-	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	clouds := &cloudClients{getenv: getenv}
-	defer clouds.Close()
-	ex, err := startExecutors(ctx, runOptions{pull: pullPolicy, logger: logger, getenv: getenv, st: st, storeURL: fl.storeURL,
-		repo: repositoryName(getenv, repo), clouds: clouds}, cfg, p, sc)
-	if err != nil {
-		return err
-	}
-
-	// What the run is: its commit, branch and pull request, from the CI
-	// context, else from git.
-	commit, branch := c.HeadSHA, c.Branch
-	if commit == "" {
-		commit = gitOutput(repo, "rev-parse", "HEAD")
-	}
-	if branch == "" && c.Platform == ci.Local {
-		branch = gitOutput(repo, "rev-parse", "--abbrev-ref", "HEAD")
-	}
-	// The baseline is found before the run: after it, a branch's latest run
-	// may be this one.
-	want := fl.baseline
+// baseline finds what the run is compared with, before the run: after it,
+// a branch's latest run may be this one.
+func (j *ciJob) baseline(ctx context.Context) (*store.Run, string, error) {
+	want := j.fl.baseline
 	if want == "" {
-		want = c.TargetBranch
+		want = j.c.TargetBranch
 	}
-	probe := &store.Run{Pipeline: p.Name}
-	mb := c.BaseSHA
-	if c.Platform != ci.GitLab || mb == "" {
-		if m := baseline.MergeBase(repo, want); m != "" {
+	mb := j.c.BaseSHA
+	if j.c.Platform != ci.GitLab || mb == "" {
+		if m := baseline.MergeBase(j.repo, want); m != "" {
 			mb = m
 		}
 	}
-	base, baseNote, err := baseline.Find(ctx, st, probe, want, mb)
+	base, note, err := baseline.Find(ctx, j.st, &store.Run{Pipeline: j.p.Name}, want, mb)
 	if err != nil {
-		return &exitError{code: exitFailed, err: err}
+		return nil, "", &exitError{code: exitFailed, err: err}
 	}
 	if want == "" {
-		baseNote = "this run is not for a pull or merge request, and no --baseline was given"
+		note = "this run is not for a pull or merge request, and no --baseline was given"
 	}
+	return base, note, nil
+}
 
+// run opens the store, makes the executors, finds the baseline and runs the
+// pipeline, each node's log folded.
+func (j *ciJob) run(ctx context.Context) (*store.Run, *store.Run, string, error) {
+	var err error
+	if j.st, err = openStore(j.fl.storeURL, repoRoot(j.repo)); err != nil {
+		return nil, nil, "", err
+	}
+	clouds := &cloudClients{getenv: j.getenv}
+	defer clouds.Close()
+	ex, err := startExecutors(ctx, runOptions{pull: j.pull, logger: j.logger, getenv: j.getenv, st: j.st, storeURL: j.fl.storeURL,
+		repo: repositoryName(j.getenv, j.repo), clouds: clouds}, j.cfg, j.p, j.sc)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	// What the run is: its commit, branch and pull request, from the CI
+	// context, else from git.
+	commit, branch := j.c.HeadSHA, j.c.Branch
+	if commit == "" {
+		commit = gitOutput(j.repo, "rev-parse", "HEAD")
+	}
+	if branch == "" && j.c.Platform == ci.Local {
+		branch = gitOutput(j.repo, "rev-parse", "--abbrev-ref", "HEAD")
+	}
+	base, baseNote, err := j.baseline(ctx)
+	if err != nil {
+		return nil, nil, "", err
+	}
 	var approved string
 	label := spec.DefaultApprovalLabel
-	if sc != nil {
-		label = sc.Report.ApprovalLabel
+	if j.sc != nil {
+		label = j.sc.Report.ApprovalLabel
 	}
-	if slices.Contains(c.Labels, label) {
-		approved = fmt.Sprintf("the label %q on pull request #%d", label, c.Number)
+	if slices.Contains(j.c.Labels, label) {
+		approved = fmt.Sprintf("the label %q on pull request #%d", label, j.c.Number)
 	}
 
 	runID := runner.NewRunID(timeNow())
-	fmt.Fprintf(stderr, "sluice: run %s of pipeline %q (%d nodes, concurrency %d)\n", runID, p.Name, len(p.Nodes), fl.concurrency)
-	folds := newFolder(ctx, log, st, stderr)
-	gs, httpClient := inputSources(st)
+	fmt.Fprintf(j.stderr, "sluice: run %s of pipeline %q (%d nodes, concurrency %d)\n", runID, j.p.Name, len(j.p.Nodes), j.fl.concurrency)
+	folds := newFolder(ctx, j.log, j.st, j.stderr)
+	gs, httpClient := inputSources(j.st)
 	defer gs.Close()
 	rec, runErr := runner.Run(ctx, runner.Options{GS: gs, HTTP: httpClient,
-		Config: cfg, Pipeline: p, Executor: ex.local, Environments: ex.envs, Store: st, RepoDir: repo, MaxCost: maxCost(sc),
-		Concurrency: fl.concurrency, RunID: runID, Log: io.Discard, Logger: logger,
-		Sluice: sc, Commit: commit, Branch: branch, PR: c.Number,
-		Approved: approved, ApprovalHint: approvalHint(sc),
+		Config: j.cfg, Pipeline: j.p, Executor: ex.local, Environments: ex.envs, Store: j.st, RepoDir: j.repo, MaxCost: maxCost(j.sc),
+		Concurrency: j.fl.concurrency, RunID: runID, Log: io.Discard, Logger: j.logger,
+		Sluice: j.sc, Commit: commit, Branch: branch, PR: j.c.Number,
+		Approved: approved, ApprovalHint: approvalHint(j.sc),
 		OnNodeStatus: folds.status, OnNodeDone: folds.done,
 	})
 	folds.wait()
-	ex.sweep(ctx, runID, stderr)
+	ex.sweep(ctx, runID, j.stderr)
 	switch {
 	case rec == nil:
-		return &exitError{code: exitUsage, err: runErr}
+		return nil, nil, "", &exitError{code: exitUsage, err: runErr}
 	case runErr != nil && !errors.Is(runErr, runner.ErrPipelineFailed):
-		return &exitError{code: exitFailed, err: runErr}
+		return nil, nil, "", &exitError{code: exitFailed, err: runErr}
 	}
-	if err := runner.WriteSummary(stderr, rec); err != nil {
-		return err
+	if err := runner.WriteSummary(j.stderr, rec); err != nil {
+		return nil, nil, "", err
 	}
+	return rec, base, baseNote, nil
+}
 
-	// The report.
-	r, err := report.Assemble(ctx, report.Input{Store: st, StoreURL: fl.storeURL, Run: rec, Sluice: sc, Pipeline: p,
-		Resolved: true, Base: base, BaseNote: baseNote, RepoDir: repo, Warn: stderr, FullReport: fullReportWhere(c)})
+// report assembles the report and writes it: the Markdown file, the job
+// summary (in full: it holds up to 1 MiB), and GitLab's metrics.txt.
+func (j *ciJob) report(ctx context.Context, rec, base *store.Run, baseNote string) (report.Report, string, error) {
+	r, err := report.Assemble(ctx, report.Input{Store: j.st, StoreURL: j.fl.storeURL, Run: rec, Sluice: j.sc, Pipeline: j.p,
+		Resolved: true, Base: base, BaseNote: baseNote, RepoDir: j.repo, Warn: j.stderr, FullReport: fullReportWhere(j.c)})
 	if err != nil {
-		return &exitError{code: exitFailed, err: err}
+		return r, "", &exitError{code: exitFailed, err: err}
 	}
 	body := report.Markdown(r)
-	if err := os.MkdirAll(filepath.Dir(fl.reportFile), 0o755); err != nil {
-		return &exitError{code: exitFailed, err: err}
+	if err := os.MkdirAll(filepath.Dir(j.fl.reportFile), 0o755); err != nil {
+		return r, "", &exitError{code: exitFailed, err: err}
 	}
-	if err := writeFileAtomic(fl.reportFile, strings.NewReader(body)); err != nil {
-		return err
+	if err := writeFileAtomic(j.fl.reportFile, strings.NewReader(body)); err != nil {
+		return r, "", err
 	}
-	verdict := r.Verdict
-	code := verdict.ExitCode()
-	for _, f := range verdict.Failures {
-		log.Error(ci.Annotation{Title: "sluice: " + p.Name, Message: f.Reason})
-	}
-	// The job summary holds up to 1 MiB: the report in full.
 	summary := r
 	summary.Limit = ci.SummaryMaxBytes
-	if err := ci.WriteSummary(getenv, report.Markdown(summary)); err != nil {
-		fmt.Fprintf(stderr, "sluice: the job summary: %v\n", err)
+	if err := ci.WriteSummary(j.getenv, report.Markdown(summary)); err != nil {
+		fmt.Fprintf(j.stderr, "sluice: the job summary: %v\n", err)
 	}
-	if c.Platform == ci.GitLab {
-		path := getenv("SLUICE_METRICS_FILE")
+	if j.c.Platform == ci.GitLab {
+		path := j.getenv("SLUICE_METRICS_FILE")
 		if path == "" {
 			path = "metrics.txt"
 		}
-		if err := os.WriteFile(path, gitlab.OpenMetrics(rec, verdict), 0o644); err != nil {
-			fmt.Fprintf(stderr, "sluice: %s: %v\n", path, err)
+		if err := os.WriteFile(path, gitlab.OpenMetrics(rec, r.Verdict), 0o644); err != nil {
+			fmt.Fprintf(j.stderr, "sluice: %s: %v\n", path, err)
 		}
 	}
+	return r, body, nil
+}
 
-	// Posting.
-	if fl.post && c.Platform != ci.Local {
-		pub := report.NewPublication(r, body)
-		out := post(ctx, c, pub, fl.publication, stderr, logger)
-		if out.err != nil {
-			log.Error(ci.Annotation{Title: "sluice: the report was not posted", Message: out.err.Error()})
-			if code == 0 {
-				code = exitFailed
-			}
-		}
-	}
-
-	// Outputs for later steps and jobs.
+// setOutputs sets the step's outputs for later steps and jobs.
+func (j *ciJob) setOutputs(rec *store.Run, verdict report.Verdict) {
 	metrics := map[string]float64{}
 	for _, m := range verdict.Metrics {
 		if m.Value != nil && !math.IsNaN(*m.Value) && !math.IsInf(*m.Value, 0) {
@@ -293,20 +350,15 @@ func runCI(ctx context.Context, fl ciFlags, stdout, stderr io.Writer) error {
 	if !verdict.Passed {
 		word = "failed"
 	}
-	outputs := map[string]string{"run-id": rec.ID, "verdict": word, "exit-code": strconv.Itoa(verdict.ExitCode()), "report": fl.reportFile}
-	if c.Platform != ci.GitLab || len(mj) <= ci.DotenvMaxBytes/2 {
+	outputs := map[string]string{"run-id": rec.ID, "verdict": word, "exit-code": strconv.Itoa(verdict.ExitCode()), "report": j.fl.reportFile}
+	if j.c.Platform != ci.GitLab || len(mj) <= ci.DotenvMaxBytes/2 {
 		// GitLab's dotenv report holds 5 KB in all: many metrics stay in
 		// metrics.txt and the report only.
 		outputs["metrics"] = string(mj)
 	}
-	if err := ci.SetOutputs(c, getenv, rand.Reader, outputs); err != nil {
-		fmt.Fprintf(stderr, "sluice: outputs: %v\n", err)
+	if err := ci.SetOutputs(j.c, j.getenv, rand.Reader, outputs); err != nil {
+		fmt.Fprintf(j.stderr, "sluice: outputs: %v\n", err)
 	}
-	fmt.Fprintf(stderr, "sluice: %s\n", verdict.Summary())
-	if code != 0 {
-		return &exitError{code: code}
-	}
-	return nil
 }
 
 // fullReportWhere says where the full report is when the comment has to be

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
@@ -46,7 +47,13 @@ func usageErrorf(format string, args ...any) error {
 
 // Main runs the sluice command line and returns the process exit code.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	root := newRoot(stdout, stderr)
+	return mainEnv(ctx, os.Getenv, args, stdin, stdout, stderr)
+}
+
+// mainEnv is Main with the environment that sluice ci and sluice report
+// --post read given as getenv (tests pass their own).
+func mainEnv(ctx context.Context, getenv func(string) string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr, getenv)
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
@@ -70,7 +77,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	return exitUsage
 }
 
-func newRoot(stdout, stderr io.Writer) *cobra.Command {
+func newRoot(stdout, stderr io.Writer, getenv func(string) string) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "sluice",
 		Short:         "Run Valohai pipelines (valohai.yaml) in CI: lint, plan, run, gate the merge",
@@ -79,7 +86,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.AddCommand(newLintCmd(stdout, stderr), newPlanCmd(stdout), newRunCmd(stdout, stderr), newRunsCmd(stdout),
 		newGCCmd(stdout),
-		newShowCmd(stdout), newArtifactsCmd(stdout), newCleanCmd(stdout), newReportCmd(stdout, stderr), newCICmd(stdout, stderr), newVersionCmd(stdout), newAgentCmd(stdout, stderr))
+		newShowCmd(stdout), newArtifactsCmd(stdout), newCleanCmd(stdout), newReportCmd(stdout, stderr, getenv), newCICmd(stdout, stderr, getenv), newVersionCmd(stdout), newAgentCmd(stdout, stderr))
 	return root
 }
 
@@ -349,4 +356,4 @@ func stepOrTask(step, task string) (string, error) {
 }
 
 // timeNow is the clock of the command line.
-var timeNow = time.Now
+func timeNow() time.Time { return time.Now() }

@@ -19,6 +19,14 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errb.String()
 }
 
+// runCLIEnv is runCLI with the environment getenv instead of the process's.
+func runCLIEnv(t *testing.T, getenv func(string) string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = mainEnv(context.Background(), getenv, args, strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
 func TestLintExitCodes(t *testing.T) {
 	cases := []struct {
 		name string

@@ -15,18 +15,7 @@ import (
 // that sends no response headers for a minute (a download itself may take
 // as long as it takes). The caller closes the Objects.
 func inputSources(st store.Store) (*gcs.Objects, *http.Client) {
-	var g *gcs.Store
-	for s := st; s != nil; {
-		if x, ok := s.(*gcs.Store); ok {
-			g = x
-			break
-		}
-		u, ok := s.(interface{ Unwrap() store.Store })
-		if !ok {
-			break
-		}
-		s = u.Unwrap()
-	}
+	g, _ := store.As[*gcs.Store](st)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.ResponseHeaderTimeout = time.Minute
 	return gcs.NewObjects(g), &http.Client{Transport: tr}

@@ -68,12 +68,11 @@ func TestReportCommand(t *testing.T) {
 	}
 
 	// --post outside CI says there is nothing to post on; --from needs --post.
-	getenv = func(string) string { return "" }
-	t.Cleanup(func() { getenv = os.Getenv })
-	if code, _, errOut := runCLI(t, "report", "--store", "store", "--post"); code != 3 || !strings.Contains(errOut, "GitHub Actions or GitLab CI") {
+	noEnv := func(string) string { return "" }
+	if code, _, errOut := runCLIEnv(t, noEnv, "report", "--store", "store", "--post"); code != 3 || !strings.Contains(errOut, "GitHub Actions or GitLab CI") {
 		t.Errorf("--post locally: exit %d %s", code, errOut)
 	}
-	if code, _, errOut := runCLI(t, "report", "--store", "store", "--from", "x.json"); code != 3 || !strings.Contains(errOut, "give --post too") {
+	if code, _, errOut := runCLIEnv(t, noEnv, "report", "--store", "store", "--from", "x.json"); code != 3 || !strings.Contains(errOut, "give --post too") {
 		t.Errorf("--from without --post: exit %d %s", code, errOut)
 	}
 
@@ -88,12 +87,12 @@ func TestReportCommand(t *testing.T) {
 	env := map[string]string{"GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": demoRepo, "GITHUB_API_URL": srv.URL,
 		"GITHUB_EVENT_NAME": "push", "GITHUB_EVENT_PATH": event, "GITHUB_SHA": strings.Repeat("e", 40), "GITHUB_REF": "refs/heads/main",
 		"GITHUB_TOKEN": "ghs_fake0123456789"}
-	getenv = func(k string) string { return env[k] }
-	code, _, errOut = runCLI(t, "report", "--store", "store", "--post", "--pr", "999")
+	getenv := func(k string) string { return env[k] }
+	code, _, errOut = runCLIEnv(t, getenv, "report", "--store", "store", "--post", "--pr", "999")
 	if code != 1 || !strings.Contains(errOut, "999") || !strings.Contains(strings.ToLower(errOut), "not found") || len(fake.Comments()) != 0 {
 		t.Errorf("--pr 999: exit %d, %d comments\n%s", code, len(fake.Comments()), errOut)
 	}
-	code, _, errOut = runCLI(t, "report", "--store", "store", "--post", "--pr", "7")
+	code, _, errOut = runCLIEnv(t, getenv, "report", "--store", "store", "--post", "--pr", "7")
 	if code != 0 || len(fake.Comments()) != 1 || fake.Comments()[0].Number != 7 {
 		t.Errorf("--pr 7: exit %d, comments %+v\n%s", code, fake.Comments(), errOut)
 	}

@@ -83,11 +83,15 @@ func gitOutput(dir string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
+// runFlags are the flags of `sluice run`.
+type runFlags struct {
+	pipeline, step, task, storeURL, pull, baseline, reportFile string
+	params, noCache                                            []string
+	concurrency                                                int
+}
+
 func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
-	var pipeline, step, task, storeURL, pull, baseline, reportFile string
-	var params []string
-	var concurrency int
-	var noCache []string
+	var fl runFlags
 	cmd := &cobra.Command{
 		Use:   "run [FILE]",
 		Short: "Run a pipeline (or one step) in containers on Docker, keeping every output, log and metric",
@@ -98,125 +102,142 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			"(or was cancelled), 2 a gate failed or a node action stopped the pipeline, 3 usage or config error.",
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if concurrency < 0 {
-				return usageErrorf("--concurrency %d: give a positive number", concurrency)
-			}
-			if concurrency == 0 {
-				concurrency = runtime.NumCPU()
-			}
-			noCacheAll, noCacheNodes := false, []string(nil)
-			for _, n := range noCache {
-				if n == "*" {
-					noCacheAll = true
-				} else {
-					noCacheNodes = append(noCacheNodes, n)
-				}
-			}
-			pullPolicy, err := docker.ParsePullPolicy(pull)
-			if err != nil {
-				return usageErrorf("--pull: %v", err)
-			}
-			values, err := parseParams(params)
-			if err != nil {
-				return err
-			}
-			step, err := stepOrTask(step, task)
-			if err != nil {
-				return err
-			}
-			cfg, p, fileName, err := loadPipeline(cmd.Context(), stderr, args, pipeline, step)
-			if err != nil {
-				return err
-			}
-			sc, err := loadSluiceConfig(stderr, fileName, cfg)
-			if err != nil {
-				return err
-			}
-			// The pipeline's repository is the directory of its valohai.yaml (as
-			// on Valohai, where valohai.yaml sits at the repository's root); the
-			// store is shared by the whole git work tree around it.
-			repo, err := filepath.Abs(filepath.Dir(fileName))
-			if err != nil {
-				return err
-			}
-			st, err := openStore(storeURL, repoRoot(repo))
-			if err != nil {
-				return err
-			}
-			logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			clouds := &cloudClients{getenv: os.Getenv}
-			defer clouds.Close()
-			ex, err := startExecutors(cmd.Context(), runOptions{pull: pullPolicy, logger: logger, getenv: os.Getenv,
-				st: st, storeURL: storeURL, repo: repositoryName(os.Getenv, repo), clouds: clouds}, cfg, p, sc)
-			if err != nil {
-				return err
-			}
-			log, stopLive := io.Writer(stdout), func() {}
-			var onStatus func(string, store.Status)
-			if isTerminal(stdout) {
-				live := newLiveStatus(stdout, len(p.Nodes), timeNow)
-				live.Start()
-				log, onStatus, stopLive = live, live.Node, live.Stop
-			}
-			runID := runner.NewRunID(timeNow())
-			fmt.Fprintf(stderr, "sluice: run %s of pipeline %q (%d nodes, concurrency %d)\n", runID, p.Name, len(p.Nodes), concurrency)
-			gs, httpClient := inputSources(st)
-			defer gs.Close()
-			rec, err := runner.Run(cmd.Context(), runner.Options{GS: gs, HTTP: httpClient,
-				Config: cfg, Pipeline: p, Params: values, Executor: ex.local, Environments: ex.envs, Store: st, RepoDir: repo,
-				Concurrency: concurrency, RunID: runID, Log: log, Logger: logger, OnNodeStatus: onStatus,
-				NoCache: noCacheAll, NoCacheNodes: noCacheNodes, Sluice: sc, ApprovalHint: approvalHint(sc), MaxCost: maxCost(sc),
-				Commit: gitOutput(repo, "rev-parse", "HEAD"), Branch: gitOutput(repo, "rev-parse", "--abbrev-ref", "HEAD"),
-			})
-			stopLive()
-			ex.sweep(cmd.Context(), runID, stderr)
-			if rec != nil {
-				fmt.Fprintln(stdout)
-				if werr := runner.WriteSummary(stdout, rec); werr != nil {
-					return werr
-				}
-			}
-			switch {
-			case rec == nil:
-				return &exitError{code: exitUsage, err: err}
-			case err != nil && !errors.Is(err, runner.ErrPipelineFailed):
-				return &exitError{code: exitFailed, err: err}
-			}
-			// The verdict: a failed pipeline (1), a failed gate of sluice.yaml
-			// or a node action that stopped the pipeline (2), or passed (0).
-			r, err := report.Assemble(cmd.Context(), report.Input{Store: st, StoreURL: storeURL, Run: rec, Sluice: sc,
-				Pipeline: p, Want: baseline, RepoDir: repo, Warn: stderr})
-			if err != nil {
-				return &exitError{code: exitFailed, err: err}
-			}
-			v := r.Verdict
-			if len(report.PipelineGates(sc, p)) > 0 {
-				fmt.Fprintf(stderr, "sluice: gates (baseline: %s): %s\n", r.BaselineNote, v.Summary())
-			}
-			if reportFile != "" {
-				if err := writeFileAtomic(reportFile, strings.NewReader(report.Markdown(r))); err != nil {
-					return err
-				}
-			}
-			if code := v.ExitCode(); code != 0 {
-				return &exitError{code: code}
-			}
-			return nil
+			return runRun(cmd.Context(), fl, args, stdout, stderr)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&pipeline, "pipeline", "", "the pipeline to run (needed when the file has several)")
-	f.StringVar(&step, "step", "", "run a single step instead of a pipeline")
-	f.StringVar(&task, "task", "", "run a task: a step once per variant of its parameters")
-	f.StringArrayVarP(&params, "param", "p", nil, "pipeline parameter value NAME=VALUE (repeatable)")
-	f.IntVar(&concurrency, "concurrency", 0, "how many nodes run at once (default: the number of CPUs)")
-	f.StringSliceVar(&noCache, "no-cache", nil, "run every node (--no-cache), or a node and what depends on it (--no-cache=NODE), reusing no earlier result")
+	f.StringVar(&fl.pipeline, "pipeline", "", "the pipeline to run (needed when the file has several)")
+	f.StringVar(&fl.step, "step", "", "run a single step instead of a pipeline")
+	f.StringVar(&fl.task, "task", "", "run a task: a step once per variant of its parameters")
+	f.StringArrayVarP(&fl.params, "param", "p", nil, "pipeline parameter value NAME=VALUE (repeatable)")
+	f.IntVar(&fl.concurrency, "concurrency", 0, "how many nodes run at once (default: the number of CPUs)")
+	f.StringSliceVar(&fl.noCache, "no-cache", nil, "run every node (--no-cache), or a node and what depends on it (--no-cache=NODE), reusing no earlier result")
 	f.Lookup("no-cache").NoOptDefVal = "*"
-	f.StringVar(&storeURL, "store", "", "where outputs, logs and run records go: gs://BUCKET/PREFIX or a directory (default .sluice in the repository)")
-	f.StringVar(&pull, "pull", "missing", "when to pull images: missing, always or never")
-	f.StringVar(&baseline, "baseline", "", "a run id, or a branch, whose run the gates compare with (its run at the merge base, else its latest)")
-	f.StringVar(&reportFile, "report", "", "also write the Markdown report to this file")
+	f.StringVar(&fl.storeURL, "store", "", "where outputs, logs and run records go: gs://BUCKET/PREFIX or a directory (default .sluice in the repository)")
+	f.StringVar(&fl.pull, "pull", "missing", "when to pull images: missing, always or never")
+	f.StringVar(&fl.baseline, "baseline", "", "a run id, or a branch, whose run the gates compare with (its run at the merge base, else its latest)")
+	f.StringVar(&fl.reportFile, "report", "", "also write the Markdown report to this file")
 	return cmd
+}
+
+// runRun is `sluice run`: the pipeline, its summary, then the verdict.
+func runRun(ctx context.Context, fl runFlags, args []string, stdout, stderr io.Writer) error {
+	if fl.concurrency < 0 {
+		return usageErrorf("--concurrency %d: give a positive number", fl.concurrency)
+	}
+	if fl.concurrency == 0 {
+		fl.concurrency = runtime.NumCPU()
+	}
+	pullPolicy, err := docker.ParsePullPolicy(fl.pull)
+	if err != nil {
+		return usageErrorf("--pull: %v", err)
+	}
+	values, err := parseParams(fl.params)
+	if err != nil {
+		return err
+	}
+	step, err := stepOrTask(fl.step, fl.task)
+	if err != nil {
+		return err
+	}
+	cfg, p, fileName, err := loadPipeline(ctx, stderr, args, fl.pipeline, step)
+	if err != nil {
+		return err
+	}
+	sc, err := loadSluiceConfig(stderr, fileName, cfg)
+	if err != nil {
+		return err
+	}
+	// The pipeline's repository is the directory of its valohai.yaml (as
+	// on Valohai, where valohai.yaml sits at the repository's root); the
+	// store is shared by the whole git work tree around it.
+	repo, err := filepath.Abs(filepath.Dir(fileName))
+	if err != nil {
+		return err
+	}
+	st, err := openStore(fl.storeURL, repoRoot(repo))
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	clouds := &cloudClients{getenv: os.Getenv}
+	defer clouds.Close()
+	ex, err := startExecutors(ctx, runOptions{pull: pullPolicy, logger: logger, getenv: os.Getenv,
+		st: st, storeURL: fl.storeURL, repo: repositoryName(os.Getenv, repo), clouds: clouds}, cfg, p, sc)
+	if err != nil {
+		return err
+	}
+	opts := runner.Options{Config: cfg, Pipeline: p, Params: values, Executor: ex.local, Environments: ex.envs, Store: st, RepoDir: repo,
+		Concurrency: fl.concurrency, Logger: logger, Sluice: sc, ApprovalHint: approvalHint(sc), MaxCost: maxCost(sc),
+		Commit: gitOutput(repo, "rev-parse", "HEAD"), Branch: gitOutput(repo, "rev-parse", "--abbrev-ref", "HEAD")}
+	opts.NoCache, opts.NoCacheNodes = noCacheOf(fl.noCache)
+	rec, err := runPipelineLive(ctx, opts, ex, stdout, stderr)
+	switch {
+	case rec == nil:
+		return &exitError{code: exitUsage, err: err}
+	case err != nil && !errors.Is(err, runner.ErrPipelineFailed):
+		return &exitError{code: exitFailed, err: err}
+	}
+	// The verdict: a failed pipeline (1), a failed gate of sluice.yaml
+	// or a node action that stopped the pipeline (2), or passed (0).
+	r, err := report.Assemble(ctx, report.Input{Store: st, StoreURL: fl.storeURL, Run: rec, Sluice: sc,
+		Pipeline: p, Want: fl.baseline, RepoDir: repo, Warn: stderr})
+	if err != nil {
+		return &exitError{code: exitFailed, err: err}
+	}
+	v := r.Verdict
+	if len(report.PipelineGates(sc, p)) > 0 {
+		fmt.Fprintf(stderr, "sluice: gates (baseline: %s): %s\n", r.BaselineNote, v.Summary())
+	}
+	if fl.reportFile != "" {
+		if err := writeFileAtomic(fl.reportFile, strings.NewReader(report.Markdown(r))); err != nil {
+			return err
+		}
+	}
+	if code := v.ExitCode(); code != 0 {
+		return &exitError{code: code}
+	}
+	return nil
+}
+
+// noCacheOf reads --no-cache: every node ("*"), or the nodes named.
+func noCacheOf(noCache []string) (all bool, nodes []string) {
+	for _, n := range noCache {
+		if n == "*" {
+			all = true
+		} else {
+			nodes = append(nodes, n)
+		}
+	}
+	return all, nodes
+}
+
+// runPipelineLive runs the pipeline with its nodes' output on stdout (and
+// a live status line when stdout is a terminal), removes what the
+// executors left, and writes the run's summary.
+func runPipelineLive(ctx context.Context, opts runner.Options, ex *executors, stdout, stderr io.Writer) (*store.Run, error) {
+	log, stopLive := io.Writer(stdout), func() {}
+	if isTerminal(stdout) {
+		live := newLiveStatus(stdout, len(opts.Pipeline.Nodes), timeNow)
+		live.Start()
+		log, opts.OnNodeStatus, stopLive = live, live.Node, live.Stop
+	}
+	opts.Log = log
+	opts.RunID = runner.NewRunID(timeNow())
+	fmt.Fprintf(stderr, "sluice: run %s of pipeline %q (%d nodes, concurrency %d)\n", opts.RunID, opts.Pipeline.Name, len(opts.Pipeline.Nodes), opts.Concurrency)
+	gs, httpClient := inputSources(opts.Store)
+	defer gs.Close()
+	opts.GS, opts.HTTP = gs, httpClient
+	rec, err := runner.Run(ctx, opts)
+	stopLive()
+	ex.sweep(ctx, opts.RunID, stderr)
+	if rec != nil {
+		fmt.Fprintln(stdout)
+		if werr := runner.WriteSummary(stdout, rec); werr != nil {
+			return rec, werr
+		}
+	}
+	return rec, err
 }
 
 // openStoreFlag opens --store relative to the current directory's repository.

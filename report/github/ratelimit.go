@@ -7,11 +7,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
 	gh "github.com/google/go-github/v84/github"
+
+	"github.com/sluice-ci/sluice/internal/backoff"
 )
 
 const (
@@ -23,15 +24,23 @@ const (
 	transientPause = 2 * time.Second
 )
 
-// call is the state of one public method call: how long it has waited on
-// rate limits so far.
+// call is the state of one public method call: the rate-limit waits it
+// has made, which MaxWait bounds.
 type call struct {
-	p        *Publisher
-	waited   time.Duration
-	backoffs int
+	p      *Publisher
+	limits *backoff.Attempts
 }
 
-func (p *Publisher) newCall() *call { return &call{p: p} }
+// newCall starts a call. Without a hint from GitHub, a rate limit is waited
+// out for a minute, doubling each time.
+func (p *Publisher) newCall() *call {
+	maxWait := p.maxWait
+	if maxWait == 0 {
+		maxWait = -1 // waiting is disabled
+	}
+	return &call{p: p, limits: backoff.Policy{Initial: minSecondaryWait, Max: minSecondaryWait << 10,
+		MaxWait: maxWait, Now: p.now, Sleep: p.sleep}.Start()}
+}
 
 // rateLimitedError is a rate limit that the call gave up waiting for.
 type rateLimitedError struct {
@@ -53,29 +62,40 @@ func (e *rateLimitedError) Unwrap() error { return e.err }
 // only when GitHub said the request was limited (so it was not carried
 // out). Writes are spaced by the publisher's WriteSpacing.
 func (c *call) do(ctx context.Context, ep string, write bool, f func() (*gh.Response, error)) (*gh.Response, error) {
-	for {
+	var resp *gh.Response
+	why := ""
+	err := c.limits.Do(ctx, func() error {
+		resp = nil
 		if write {
 			if err := c.p.space(ctx); err != nil {
-				return nil, err
+				return err
 			}
 		}
-		resp, err := f()
+		var err error
+		resp, err = f()
 		if write {
 			c.p.lastWrite = c.p.now()
 		}
-		if err == nil || !isRateLimited(err) {
-			return resp, err
+		return err
+	}, func(err error) backoff.Verdict {
+		if !isRateLimited(err) {
+			return backoff.Stop(err)
 		}
-		wait, why := c.limitWait(err)
-		if c.waited+wait > c.p.maxWait {
-			return resp, &rateLimitedError{next: wait, waited: c.waited, max: c.p.maxWait, err: err}
-		}
+		var hint time.Duration
+		hint, why = c.limitWait(err)
+		return backoff.RetryAfter(hint)
+	}, func(_ error, wait time.Duration) {
 		c.p.log.Warn("rate limited by GitHub; waiting", "endpoint", ep, "wait", wait, "reason", why)
-		if serr := c.p.sleep(ctx, wait); serr != nil {
-			return resp, fmt.Errorf("waiting %s for a rate limit: %w", wait, serr)
-		}
-		c.waited += wait
+	})
+	var ex *backoff.Exhausted
+	var in *backoff.Interrupted
+	switch {
+	case errors.As(err, &ex):
+		return resp, &rateLimitedError{next: ex.Next, waited: ex.Waited, max: ex.MaxWait, err: ex.Err}
+	case errors.As(err, &in):
+		return resp, fmt.Errorf("waiting %s for a rate limit: %w", in.Wait, in.Cause)
 	}
+	return resp, err
 }
 
 // space waits until WriteSpacing has passed since the last write.
@@ -93,36 +113,26 @@ func (p *Publisher) space(ctx context.Context) error {
 
 // limitWait is how long to wait on a rate-limited response, following
 // GitHub's guidance: Retry-After if given; else, when no requests remain,
-// until X-RateLimit-Reset; else at least a minute, doubling each time.
+// until X-RateLimit-Reset; else 0, for the call's backoff: at least a
+// minute, doubling each time.
 func (c *call) limitWait(err error) (time.Duration, string) {
 	resp := limitedResponse(err)
 	now := c.p.now()
 	if resp != nil {
-		if v := strings.TrimSpace(resp.Header.Get("Retry-After")); v != "" {
-			if s, perr := strconv.ParseInt(v, 10, 64); perr == nil && s >= 0 {
-				return atLeastSecond(time.Duration(s) * time.Second), "retry-after"
-			}
-			if t, perr := http.ParseTime(v); perr == nil {
-				return atLeastSecond(t.Sub(now)), "retry-after"
-			}
+		if d, ok := backoff.ParseRetryAfter(resp.Header, now); ok {
+			return d, "retry-after"
 		}
 		if resp.Header.Get(gh.HeaderRateRemaining) == "0" {
-			if s, perr := strconv.ParseInt(resp.Header.Get(gh.HeaderRateReset), 10, 64); perr == nil && s > 0 {
-				return atLeastSecond(time.Unix(s, 0).Sub(now)), "rate limit reset"
+			if d, ok := backoff.ParseReset(resp.Header.Get(gh.HeaderRateReset), now); ok {
+				return d, "rate limit reset"
 			}
 		}
 	}
 	var rle *gh.RateLimitError
 	if errors.As(err, &rle) && !rle.Rate.Reset.IsZero() {
-		return atLeastSecond(rle.Rate.Reset.Sub(now)), "rate limit reset"
+		return backoff.AtLeastSecond(rle.Rate.Reset.Sub(now)), "rate limit reset"
 	}
-	d := minSecondaryWait << min(c.backoffs, 10)
-	c.backoffs++
-	return d, "backoff"
-}
-
-func atLeastSecond(d time.Duration) time.Duration {
-	return max(d, time.Second)
+	return 0, "backoff"
 }
 
 // isRateLimited says whether err is GitHub limiting the request: go-github's
@@ -175,15 +185,24 @@ func orEmpty(r *http.Response) *http.Response {
 // (find, then update or create), so a write that went through the first
 // time is not made twice.
 func (c *call) retryTransient(ctx context.Context, what string, f func() error) error {
-	err := f()
-	if err == nil || !transient(ctx, err) {
-		return err
+	a := backoff.Policy{Initial: transientPause, MaxAttempts: 2, Now: c.p.now, Sleep: c.p.sleep}.Start()
+	err := a.Do(ctx, f, func(err error) backoff.Verdict {
+		if transient(ctx, err) {
+			return backoff.Retry()
+		}
+		return backoff.Stop(err)
+	}, func(err error, _ time.Duration) {
+		c.p.log.Warn("request failed; looking again before trying once more", "what", what, "error", err)
+	})
+	var ex *backoff.Exhausted
+	var in *backoff.Interrupted
+	switch {
+	case errors.As(err, &ex):
+		return ex.Err // the second attempt's
+	case errors.As(err, &in):
+		return in.Err
 	}
-	c.p.log.Warn("request failed; looking again before trying once more", "what", what, "error", err)
-	if serr := c.p.sleep(ctx, transientPause); serr != nil {
-		return err
-	}
-	return f()
+	return err
 }
 
 // transient says whether err may pass by itself: a 5xx, or no response.

@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	gl "gitlab.com/gitlab-org/api/client-go"
 )
 
 // userAgent is the User-Agent header of every request.
@@ -60,35 +63,36 @@ func (e *APIError) Is(target error) bool {
 	return ok && t != nil && t.StatusCode != 0 && t.StatusCode == e.StatusCode
 }
 
-// client sends requests to GitLab's REST API and decodes the answers.
-type client struct {
-	base        *url.URL // the API, its escaped path without a trailing slash
-	http        *http.Client
-	tokenHeader string // "PRIVATE-TOKEN", "JOB-TOKEN", or "" for no token
-	token       string
-}
-
-// newClient returns a client of the API at base (already checked to be an
-// http(s) URL). A base path that does not end in /api/v4 gets it appended,
-// so that the instance URL works too.
-func newClient(base *url.URL, hc *http.Client, token string, jobToken bool) *client {
+// newAPI returns a client of GitLab's REST API at base (already checked to
+// be an http(s) URL), made with GitLab's client library. A base path that
+// does not end in /api/v4 gets it appended, so that the instance URL works
+// too. The library's own retries and rate limiter are off: the publisher
+// retries through internal/backoff, as it decides. The answers pass
+// through inspect, which keeps for the publisher's errors what the library
+// leaves out (the body of a 404, the answer's header).
+func newAPI(base *url.URL, hc *http.Client, token string, jobToken bool) (*gl.Client, error) {
 	b := *base
 	b.RawQuery, b.Fragment, b.RawFragment = "", "", ""
-	escaped := strings.TrimRight(b.EscapedPath(), "/")
-	if !strings.HasSuffix(escaped, "/api/v4") {
-		escaped += "/api/v4"
+	opts := []gl.ClientOptionFunc{
+		gl.WithBaseURL(b.String()),
+		gl.WithHTTPClient(safeRedirects(hc)),
+		gl.WithInterceptor(inspect),
+		gl.WithoutRetries(),
+		gl.WithCustomLimiter(unlimited{}),
+		gl.WithUserAgent(userAgent),
+		gl.WithURLWarningLogger(slog.New(slog.DiscardHandler)),
 	}
-	b.Path, b.RawPath = unescapedPath(escaped), escaped
-	c := &client{base: &b, http: safeRedirects(hc), token: token}
-	switch {
-	case token == "":
-	case jobToken:
-		c.tokenHeader = "JOB-TOKEN"
-	default:
-		c.tokenHeader = "PRIVATE-TOKEN"
+	if jobToken {
+		return gl.NewJobClient(token, opts...)
 	}
-	return c
+	return gl.NewClient(token, opts...)
 }
+
+// unlimited is a rate limiter that does not limit: GitLab's answers say
+// when to wait (429, Retry-After), and the publisher waits then.
+type unlimited struct{}
+
+func (unlimited) Wait(ctx context.Context) error { return ctx.Err() }
 
 // safeRedirects returns a copy of hc that does not follow a redirect to
 // another scheme or host, where the token header would go along: the
@@ -111,99 +115,98 @@ func safeRedirects(hc *http.Client) *http.Client {
 	return &c
 }
 
-// unescapedPath is an escaped path unescaped; it is only used as
-// url.URL.Path next to RawPath, which is what is sent.
-func unescapedPath(escaped string) string {
-	p, err := url.PathUnescape(escaped)
-	if err != nil {
-		return escaped
+// exchange is what inspect saw of one request and its answer.
+type exchange struct {
+	method, url string      // the request's; the URL without credentials
+	status      int         // 0 until a whole answer was read
+	header      http.Header // the answer's
+	body        []byte      // of an answer that is not 2xx, cut to maxErrorAnswer
+	tooLarge    bool        // a 2xx answer longer than maxAnswer
+}
+
+type exchangeKey struct{}
+
+// inspect is the transport under the library: it reads each answer whole
+// (a body cut short is a transport error, as good as no answer), within the
+// limits, notes it in the request's exchange, and hands the library the
+// bytes it read. It sends no token header when there is no token.
+func inspect(next http.RoundTripper) http.RoundTripper {
+	if next == nil {
+		next = http.DefaultTransport
 	}
-	return p
-}
-
-// segment escapes s as one path segment, the way GitLab's docs write a
-// project path: "group/my.project" is group%2Fmy%2Eproject ("." escaped
-// too, or GitLab would read a trailing ".project" as a format suffix).
-func segment(s string) string {
-	return strings.ReplaceAll(url.PathEscape(s), ".", "%2E")
-}
-
-// projectPath is the escaped path of project (an id or a path) in the API.
-func projectPath(project string) string { return "/projects/" + segment(project) }
-
-// do sends method on path (escaped, from the API's root, e.g. "/user") with
-// query, and in as a JSON body unless nil; a 2xx answer's JSON body is
-// decoded into out unless out is nil. It returns the answer's header. An
-// answer with another status is an *APIError; a request that got no full
-// answer fails with a *url.Error.
-func (c *client) do(ctx context.Context, method, path string, query url.Values, in, out any) (http.Header, error) {
-	u := *c.base
-	u.RawPath = c.base.RawPath + path
-	u.Path = unescapedPath(u.RawPath)
-	u.RawQuery = query.Encode()
-	shown := u.Redacted()
-
-	var body io.Reader
-	if in != nil {
-		data, err := json.Marshal(in)
+	return roundTripper(func(req *http.Request) (*http.Response, error) {
+		for _, h := range []string{gl.AccessTokenHeaderName, gl.JobTokenHeaderName} {
+			if v, ok := req.Header[http.CanonicalHeaderKey(h)]; ok && len(v) == 1 && v[0] == "" {
+				req = req.Clone(req.Context())
+				req.Header.Del(h)
+			}
+		}
+		ex, _ := req.Context().Value(exchangeKey{}).(*exchange)
+		if ex != nil && ex.method == "" {
+			ex.method, ex.url = req.Method, req.URL.Redacted()
+		}
+		resp, err := next.RoundTrip(req)
 		if err != nil {
-			return nil, fmt.Errorf("encode the body of %s %s: %w", method, shown, err)
+			return nil, err
 		}
-		body = bytes.NewReader(data)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
-	if err != nil {
-		return nil, fmt.Errorf("make the request %s %s: %w", method, shown, err)
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", userAgent)
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.tokenHeader != "" {
-		req.Header.Set(c.tokenHeader, c.token)
-	}
-
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, err // a *url.Error, without the URL's password
-	}
-	defer resp.Body.Close()
-	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
-	limit := int64(maxAnswer)
-	if !ok {
-		limit = maxErrorAnswer
-	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	if err != nil {
-		// The answer was cut short: as good as no answer.
-		return nil, &url.Error{Op: opName(method), URL: shown, Err: fmt.Errorf("read the answer: %w", err)}
-	}
-	if !ok {
-		return nil, &APIError{Method: method, URL: shown, StatusCode: resp.StatusCode,
-			Message: answerMessage(resp, data), header: resp.Header}
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s %s: the answer is larger than %d MiB", method, shown, maxAnswer>>20)
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			return nil, fmt.Errorf("%s %s: decode the answer (%d %s): %w", method, shown, resp.StatusCode, contentType(resp), err)
+		ok := resp.StatusCode >= 200 && resp.StatusCode < 300
+		limit := int64(maxAnswer)
+		if !ok {
+			limit = maxErrorAnswer
 		}
-	}
-	return resp.Header, nil
+		data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+		resp.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read the answer: %w", err)
+		}
+		large := int64(len(data)) > limit
+		switch {
+		case large && ok:
+			data = []byte("null")
+		case large:
+			data = data[:limit]
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(data))
+		if ex != nil {
+			ex.status, ex.header, ex.tooLarge, ex.body = resp.StatusCode, resp.Header, large && ok, nil
+			if !ok {
+				ex.body = data
+			}
+		}
+		return resp, nil
+	})
 }
 
-// opName is a method as net/http names it in a *url.Error ("Get").
-func opName(method string) string {
-	if method == "" {
-		return ""
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
+
+// send runs one request of the library: f with a request option that
+// carries ctx. It returns the answer's header. An answer with a status
+// other than 2xx is an *APIError; a request that got no full answer fails
+// with a *url.Error (or the context's error).
+func send(ctx context.Context, f func(gl.RequestOptionFunc) (*gl.Response, error)) (http.Header, error) {
+	ex := &exchange{}
+	_, err := f(gl.WithContext(context.WithValue(ctx, exchangeKey{}, ex)))
+	switch {
+	case ex.status == 0:
+		if err == nil {
+			err = errors.New("no answer")
+		}
+		return nil, err
+	case ex.status < 200 || ex.status >= 300:
+		return nil, &APIError{Method: ex.method, URL: ex.url, StatusCode: ex.status,
+			Message: answerMessage(ex.status, ex.header, ex.body), header: ex.header}
+	case ex.tooLarge:
+		return nil, fmt.Errorf("%s %s: the answer is larger than %d MiB", ex.method, ex.url, maxAnswer>>20)
+	case err != nil:
+		return nil, fmt.Errorf("%s %s: decode the answer (%d %s): %w", ex.method, ex.url, ex.status, contentType(ex.header), err)
 	}
-	return method[:1] + strings.ToLower(method[1:])
+	return ex.header, nil
 }
 
-func contentType(resp *http.Response) string {
-	if ct := resp.Header.Get("Content-Type"); ct != "" {
+func contentType(h http.Header) string {
+	if ct := h.Get("Content-Type"); ct != "" {
 		return ct
 	}
 	return "no Content-Type"
@@ -213,7 +216,7 @@ func contentType(resp *http.Response) string {
 // ({"message": ...}, {"error": ..., "error_description": ...}) flattened
 // to one line, else the start of the body, else where a redirect that was
 // not followed points.
-func answerMessage(resp *http.Response, body []byte) string {
+func answerMessage(status int, header http.Header, body []byte) string {
 	var e struct {
 		Message     any    `json:"message"`
 		Error       any    `json:"error"`
@@ -230,8 +233,8 @@ func answerMessage(resp *http.Response, body []byte) string {
 			return strings.Join(parts, ": ")
 		}
 	}
-	if loc := resp.Header.Get("Location"); resp.StatusCode >= 300 && resp.StatusCode < 400 && loc != "" {
-		return fmt.Sprintf("%s: redirect to %s not followed", http.StatusText(resp.StatusCode), loc)
+	if loc := header.Get("Location"); status >= 300 && status < 400 && loc != "" {
+		return fmt.Sprintf("%s: redirect to %s not followed", http.StatusText(status), loc)
 	}
 	text := strings.Join(strings.Fields(strings.ToValidUTF8(string(body), "\uFFFD")), " ")
 	if utf8.RuneCountInString(text) > maxMessage {

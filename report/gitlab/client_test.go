@@ -161,3 +161,18 @@ func TestUndecodableAnswerIsAnError(t *testing.T) {
 		t.Errorf("retried: %v", sl.got())
 	}
 }
+
+func TestNoTokenSendsNoTokenHeader(t *testing.T) {
+	f := newFake(t)
+	p, _ := f.publisher(t, func(c *Config) { c.Token = "" })
+	if _, err := p.Labels(context.Background(), testIID); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range f.requests() {
+		for _, h := range []string{"PRIVATE-TOKEN", "JOB-TOKEN"} {
+			if _, ok := r.Header[http.CanonicalHeaderKey(h)]; ok {
+				t.Errorf("%s: %s header sent without a token", r, h)
+			}
+		}
+	}
+}

@@ -9,6 +9,11 @@
 // variable. A merge request pipeline that runs in a fork has no such token;
 // Publish then returns an error wrapping report.ErrReadOnly, and the caller
 // leaves the publication in a file for a pipeline of the parent project.
+//
+// Requests go through GitLab's client library (gitlab.com/gitlab-org/api/
+// client-go) with its own retries and rate limiter off: the publisher
+// retries through internal/backoff, looking for its note again before it
+// writes a second time, and explains GitLab's answers in *APIError.
 package gitlab
 
 import (
@@ -24,6 +29,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	gl "gitlab.com/gitlab-org/api/client-go"
+
+	"github.com/sluice-ci/sluice/internal/backoff"
 	"github.com/sluice-ci/sluice/report"
 )
 
@@ -75,7 +83,7 @@ type Config struct {
 // Publisher posts publications on GitLab merge requests and commits.
 type Publisher struct {
 	cfg   Config
-	api   *client
+	api   *gl.Client
 	log   *slog.Logger
 	sleep func(ctx context.Context, d time.Duration) error
 }
@@ -100,7 +108,7 @@ func New(cfg Config) (*Publisher, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Sleep == nil {
-		cfg.Sleep = sleep
+		cfg.Sleep = backoff.Sleep
 	}
 	if cfg.MaxWait == 0 {
 		cfg.MaxWait = DefaultMaxWait
@@ -108,7 +116,10 @@ func New(cfg Config) (*Publisher, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 60 * time.Second}
 	}
-	api := newClient(u, cfg.HTTPClient, cfg.Token, cfg.JobToken)
+	api, err := newAPI(u, cfg.HTTPClient, cfg.Token, cfg.JobToken)
+	if err != nil {
+		return nil, fmt.Errorf("gitlab: API URL %s: %w", u.Redacted(), err)
+	}
 	return &Publisher{cfg: cfg, api: api, log: cfg.Logger, sleep: cfg.Sleep}, nil
 }
 
@@ -184,46 +195,6 @@ const tokenHint = "store a project access token (or group access token) with the
 // shaRE matches a commit SHA (SHA-1 or SHA-256, abbreviated or not).
 var shaRE = regexp.MustCompile(`^[0-9a-fA-F]{7,64}$`)
 
-// user is what is used of GET /user.
-type user struct {
-	ID int64 `json:"id"`
-}
-
-// mergeRequest is what is used of GET /projects/:id/merge_requests/:iid.
-type mergeRequest struct {
-	Labels []string `json:"labels"`
-	WebURL string   `json:"web_url"`
-}
-
-// note is what is used of a merge request note.
-type note struct {
-	ID     int64  `json:"id"`
-	Body   string `json:"body"`
-	System bool   `json:"system"`
-	Author struct {
-		ID int64 `json:"id"`
-	} `json:"author"`
-}
-
-// noteBody is the body of a note's POST or PUT.
-type noteBody struct {
-	Body string `json:"body"`
-}
-
-// commitStatus is the body of POST /projects/:id/statuses/:sha.
-type commitStatus struct {
-	State       string `json:"state"`
-	Name        string `json:"name"`
-	Description string `json:"description"`
-	TargetURL   string `json:"target_url,omitempty"`
-	PipelineID  int64  `json:"pipeline_id,omitempty"`
-}
-
-// mergeRequestPath is the escaped API path of merge request !iid.
-func mergeRequestPath(project string, iid int64) string {
-	return projectPath(project) + "/merge_requests/" + strconv.FormatInt(iid, 10)
-}
-
 // stickyNote creates or updates the note of pub on merge request !iid and
 // returns what it did and the note's URL.
 func (c *call) stickyNote(ctx context.Context, project string, iid int64, pub *report.Publication) (string, string, error) {
@@ -231,16 +202,23 @@ func (c *call) stickyNote(ctx context.Context, project string, iid int64, pub *r
 	if err != nil {
 		return "", "", err
 	}
-	var me user
-	if _, err := c.read(ctx, "read the token's user (GET /user)", "/user", nil, &me); err != nil {
+	var me gl.User
+	if _, err := c.read(ctx, "read the token's user (GET /user)", func(opt gl.RequestOptionFunc) (*gl.Response, error) {
+		u, resp, err := c.p.api.Users.CurrentUser(opt)
+		if u != nil {
+			me = *u
+		}
+		return resp, err
+	}); err != nil {
 		return "", "", fmt.Errorf("gitlab: %w", err)
 	}
 	if me.ID == 0 {
 		return "", "", errors.New("gitlab: GET /user did not say which user the token belongs to")
 	}
-	notes := mergeRequestPath(project, iid) + "/notes"
+	body := &pub.Body
 	action := ""
-	for attempt := 0; ; attempt++ {
+	a := c.a.Again()
+	for {
 		found, err := c.findNote(ctx, project, iid, me.ID, pub.Marker)
 		if err != nil {
 			return "", "", err
@@ -259,14 +237,21 @@ func (c *call) stickyNote(ctx context.Context, project string, iid int64, pub *r
 				action = "updated"
 			}
 			what, id = "update the note on", found.ID
-			_, err = c.p.api.do(ctx, http.MethodPut, notes+"/"+strconv.FormatInt(found.ID, 10), nil, noteBody{pub.Body}, nil)
+			_, err = send(ctx, func(opt gl.RequestOptionFunc) (*gl.Response, error) {
+				_, resp, err := c.p.api.Notes.UpdateMergeRequestNote(project, iid, found.ID, &gl.UpdateMergeRequestNoteOptions{Body: body}, opt)
+				return resp, err
+			})
 		default:
 			if action == "" {
 				action = "created"
 			}
-			var created note
-			_, err = c.p.api.do(ctx, http.MethodPost, notes, nil, noteBody{pub.Body}, &created)
-			id = created.ID
+			_, err = send(ctx, func(opt gl.RequestOptionFunc) (*gl.Response, error) {
+				created, resp, err := c.p.api.Notes.CreateMergeRequestNote(project, iid, &gl.CreateMergeRequestNoteOptions{Body: body}, opt)
+				if created != nil {
+					id = created.ID
+				}
+				return resp, err
+			})
 		}
 		if err == nil {
 			c.p.log.Info("gitlab: merge request note "+action, "project", project, "mr", iid, "note", id)
@@ -280,20 +265,26 @@ func (c *call) stickyNote(ctx context.Context, project string, iid int64, pub *r
 		// writing, so that a retry never posts a second note.
 		c.p.log.Warn("gitlab: writing the note failed; looking for it again before retrying",
 			"project", project, "mr", iid, "error", c.p.redactString(err.Error()))
-		if err := c.wait(ctx, attempt, err, fmt.Errorf("gitlab: %s: %w", what, err)); err != nil {
+		if err := c.wait(ctx, a, err, fmt.Errorf("gitlab: %s: %w", what, err)); err != nil {
 			return "", "", err
 		}
 	}
 }
 
 // mergeRequest reads merge request !iid; not found is an error naming it.
-func (c *call) mergeRequest(ctx context.Context, project string, iid int64) (*mergeRequest, error) {
-	var mr mergeRequest
+func (c *call) mergeRequest(ctx context.Context, project string, iid int64) (*gl.MergeRequest, error) {
+	var mr *gl.MergeRequest
 	what := fmt.Sprintf("read merge request !%d of project %s", iid, project)
-	if _, err := c.read(ctx, what, mergeRequestPath(project, iid), nil, &mr); err != nil {
+	if _, err := c.read(ctx, what, func(opt gl.RequestOptionFunc) (resp *gl.Response, err error) {
+		mr, resp, err = c.p.api.MergeRequests.GetMergeRequest(project, iid, nil, opt)
+		return resp, err
+	}); err != nil {
 		return nil, notFound(project, iid, err)
 	}
-	return &mr, nil
+	if mr == nil {
+		mr = &gl.MergeRequest{}
+	}
+	return mr, nil
 }
 
 // notFound is err of a read about merge request !iid, saying which merge
@@ -309,27 +300,24 @@ func notFound(project string, iid int64, err error) error {
 // findNote lists every note of merge request !iid, oldest first, and
 // returns the first that is not a system note, was written by user me and
 // contains marker; nil when there is none.
-func (c *call) findNote(ctx context.Context, project string, iid, me int64, marker string) (*note, error) {
-	path := mergeRequestPath(project, iid) + "/notes"
+func (c *call) findNote(ctx context.Context, project string, iid, me int64, marker string) (*gl.Note, error) {
 	for page, pages := int64(1), 0; ; pages++ {
 		if pages >= 1000 {
 			return nil, fmt.Errorf("gitlab: merge request !%d of project %s: more than 1000 pages of notes", iid, project)
 		}
-		query := url.Values{
-			"order_by": {"created_at"},
-			"sort":     {"asc"},
-			"per_page": {"100"},
-			"page":     {strconv.FormatInt(page, 10)},
-		}
-		var notes []note
+		opts := &gl.ListMergeRequestNotesOptions{ListOptions: gl.ListOptions{Page: page, PerPage: 100},
+			OrderBy: gl.Ptr("created_at"), Sort: gl.Ptr("asc")}
+		var notes []*gl.Note
 		what := fmt.Sprintf("list the notes of merge request !%d of project %s (page %d)", iid, project, page)
-		header, err := c.read(ctx, what, path, query, &notes)
+		header, err := c.read(ctx, what, func(opt gl.RequestOptionFunc) (resp *gl.Response, err error) {
+			notes, resp, err = c.p.api.Notes.ListMergeRequestNotes(project, iid, opts, opt)
+			return resp, err
+		})
 		if err != nil {
 			return nil, notFound(project, iid, err)
 		}
-		for i := range notes {
-			n := &notes[i]
-			if !n.System && n.Author.ID == me && strings.Contains(n.Body, marker) {
+		for _, n := range notes {
+			if n != nil && !n.System && n.Author.ID == me && strings.Contains(n.Body, marker) {
 				return n, nil
 			}
 		}
@@ -344,27 +332,30 @@ func (c *call) findNote(ctx context.Context, project string, iid, me int64, mark
 
 // commitStatus sets the commit status of pub on pub.HeadSHA.
 func (c *call) commitStatus(ctx context.Context, project string, pub *report.Publication) error {
-	st := commitStatus{State: "failed", Name: pub.CheckName, Description: cutRunes(pub.Summary, 255)}
+	st := gl.SetCommitStatusOptions{State: gl.Failed, Name: gl.Ptr(pub.CheckName), Description: gl.Ptr(cutRunes(pub.Summary, 255))}
 	if pub.Passed {
-		st.State = "success"
+		st.State = gl.Success
 	}
-	if st.Name == "" {
-		st.Name = "sluice"
+	if pub.CheckName == "" {
+		st.Name = gl.Ptr("sluice")
 	}
 	switch {
 	case pub.DetailsURL == "":
 	case utf8.RuneCountInString(pub.DetailsURL) > 255:
 		c.p.log.Warn("gitlab: the details URL is longer than GitLab's 255 characters; the status has no link", "url", pub.DetailsURL)
 	default:
-		st.TargetURL = pub.DetailsURL
+		st.TargetURL = gl.Ptr(pub.DetailsURL)
 	}
 	if c.p.cfg.PipelineID > 0 {
-		st.PipelineID = c.p.cfg.PipelineID
+		st.PipelineID = gl.Ptr(c.p.cfg.PipelineID)
 	}
-	path := projectPath(project) + "/statuses/" + pub.HeadSHA
-	what := fmt.Sprintf("set the commit status %q on %s in project %s", st.Name, pub.HeadSHA, project)
-	for attempt := 0; ; attempt++ {
-		_, err := c.p.api.do(ctx, http.MethodPost, path, nil, st, nil)
+	what := fmt.Sprintf("set the commit status %q on %s in project %s", *st.Name, pub.HeadSHA, project)
+	a := c.a.Again()
+	for {
+		_, err := send(ctx, func(opt gl.RequestOptionFunc) (*gl.Response, error) {
+			_, resp, err := c.p.api.Commits.SetCommitStatus(project, pub.HeadSHA, &st, opt)
+			return resp, err
+		})
 		switch {
 		case err == nil:
 			c.p.log.Info("gitlab: commit status set", "project", project, "sha", pub.HeadSHA, "state", st.State)
@@ -378,7 +369,7 @@ func (c *call) commitStatus(ctx context.Context, project string, pub *report.Pub
 		}
 		// Sending a status again is safe: if the first one arrived, GitLab
 		// answers "Cannot transition status", which counts as done.
-		if err := c.wait(ctx, attempt, err, fmt.Errorf("gitlab: %s: %w", what, err)); err != nil {
+		if err := c.wait(ctx, a, err, fmt.Errorf("gitlab: %s: %w", what, err)); err != nil {
 			return err
 		}
 	}

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
+
+	gl "gitlab.com/gitlab-org/api/client-go"
+
+	"github.com/sluice-ci/sluice/internal/backoff"
 )
 
 // Backoff without a hint from GitLab: 1 s, 2 s, 4 s, ... up to maxBackoff.
@@ -16,21 +19,24 @@ const (
 	maxBackoff   = 30 * time.Second
 )
 
-// call is one Publish or Labels call: its retries share one budget of
-// waiting, Config.MaxWait.
+// call is one Publish or Labels call: each of its requests counts its own
+// failures (Again), and all share one budget of waiting, Config.MaxWait.
 type call struct {
-	p      *Publisher
-	waited time.Duration
+	p *Publisher
+	a *backoff.Attempts
 }
 
-func (p *Publisher) newCall() *call { return &call{p: p} }
+func (p *Publisher) newCall() *call {
+	return &call{p: p, a: backoff.Policy{Initial: firstBackoff, Max: maxBackoff, MaxWait: p.cfg.MaxWait, Sleep: p.sleep}.Start()}
+}
 
-// read runs GET path?query, decoding the answer into out, and returns the
+// read sends a GET request of the library, f (see send), and returns the
 // answer's header. It retries on 429, 5xx and transport errors. what
 // describes the request for errors ("list the notes of ...").
-func (c *call) read(ctx context.Context, what, path string, query url.Values, out any) (http.Header, error) {
-	for attempt := 0; ; attempt++ {
-		header, err := c.p.api.do(ctx, http.MethodGet, path, query, nil, out)
+func (c *call) read(ctx context.Context, what string, f func(gl.RequestOptionFunc) (*gl.Response, error)) (http.Header, error) {
+	a := c.a.Again()
+	for {
+		header, err := send(ctx, f)
 		if err == nil {
 			return header, nil
 		}
@@ -41,67 +47,56 @@ func (c *call) read(ctx context.Context, what, path string, query url.Values, ou
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		c.p.log.Warn("gitlab: request failed; retrying", "request", what, "error", c.p.redactString(err.Error()))
-		if err := c.wait(ctx, attempt, err, fmt.Errorf("%s: %w", what, err)); err != nil {
+		if err := c.wait(ctx, a, err, fmt.Errorf("%s: %w", what, err)); err != nil {
 			return nil, err
 		}
 	}
 }
 
-// wait sleeps before retry number attempt+1 of a request that failed with
-// cause; failed is the error returned when the budget is spent. It
-// honours Retry-After and RateLimit-Reset, else backs off exponentially.
-func (c *call) wait(ctx context.Context, attempt int, cause, failed error) error {
+// wait sleeps before the next attempt a of a request that failed with cause;
+// failed is the error returned when the budget is spent. It honours
+// Retry-After and RateLimit-Reset, else backs off exponentially: 1 s, 2 s,
+// 4 s, ... up to maxBackoff, counted from the request's first failure.
+func (c *call) wait(ctx context.Context, a *backoff.Attempts, cause, failed error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w (%w)", failed, err)
 	}
-	d := backoff(attempt, cause)
-	if c.p.cfg.MaxWait < 0 || c.waited+d > c.p.cfg.MaxWait {
-		return fmt.Errorf("%w (gave up: waiting %s more would exceed the %s allowed)", failed, d, max(c.p.cfg.MaxWait, 0))
+	d, err := a.Next(cause, hint(cause))
+	var ex *backoff.Exhausted
+	if errors.As(err, &ex) {
+		return fmt.Errorf("%w (gave up: waiting %s more would exceed the %s allowed)", failed, ex.Next, ex.MaxWait)
 	}
 	c.p.log.Info("gitlab: waiting before retrying", "wait", d)
-	if err := c.sleep(ctx, d); err != nil {
-		return fmt.Errorf("%w (while waiting to retry: %w)", failed, err)
+	var in *backoff.Interrupted
+	if err := a.Sleep(ctx, d, cause); errors.As(err, &in) {
+		return fmt.Errorf("%w (while waiting to retry: %w)", failed, in.Cause)
 	}
-	c.waited += d
 	return nil
 }
 
-func (c *call) sleep(ctx context.Context, d time.Duration) error { return c.p.sleep(ctx, d) }
-
-// backoff is the wait before retry number attempt+1: what GitLab asked for
-// (Retry-After in seconds or as a date, else RateLimit-Reset as a Unix time,
-// both measured from the answer's Date), else 1 s doubling up to 30 s.
-func backoff(attempt int, err error) time.Duration {
+// hint is the wait GitLab asked for: Retry-After in seconds or as a date,
+// else on a 429 RateLimit-Reset as a Unix time, both measured from the
+// answer's Date; 0 when it did not ask.
+func hint(err error) time.Duration {
 	var ae *APIError
-	if errors.As(err, &ae) && ae.header != nil {
-		h := ae.header
-		now := time.Now()
-		if t, err := http.ParseTime(h.Get("Date")); err == nil {
-			now = t
-		}
-		if v := h.Get("Retry-After"); v != "" {
-			if s, err := strconv.ParseInt(v, 10, 64); err == nil && s >= 0 {
-				return atLeastOne(time.Duration(s) * time.Second)
-			}
-			if t, err := http.ParseTime(v); err == nil {
-				return atLeastOne(t.Sub(now))
-			}
-		}
-		if v := h.Get("RateLimit-Reset"); v != "" && ae.StatusCode == http.StatusTooManyRequests {
-			if s, err := strconv.ParseInt(v, 10, 64); err == nil && s > 0 {
-				return atLeastOne(time.Unix(s, 0).Sub(now))
-			}
+	if !errors.As(err, &ae) || ae.header == nil {
+		return 0
+	}
+	h := ae.header
+	now := time.Now()
+	if t, err := http.ParseTime(h.Get("Date")); err == nil {
+		now = t
+	}
+	if d, ok := backoff.ParseRetryAfter(h, now); ok {
+		return d
+	}
+	if ae.StatusCode == http.StatusTooManyRequests {
+		if d, ok := backoff.ParseReset(h.Get("RateLimit-Reset"), now); ok {
+			return d
 		}
 	}
-	d := firstBackoff
-	for i := 0; i < attempt && d < maxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, maxBackoff)
+	return 0
 }
-
-// atLeastOne rounds a wait GitLab asked for up to at least a second.
-func atLeastOne(d time.Duration) time.Duration { return max(d, time.Second) }
 
 // transient reports whether a request may succeed when sent again: GitLab
 // answered 429 or 5xx (501 excepted), or the request did not get an answer.
@@ -130,16 +125,4 @@ func statusCode(err error) int {
 		return ae.StatusCode
 	}
 	return 0
-}
-
-// sleep waits for d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

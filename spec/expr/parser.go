@@ -118,6 +118,36 @@ func (p *parser) advance() {
 
 func (p *parser) mark() int { return p.i }
 
+// rewind is what a rule does when a part it tried from mark m failed: after
+// a hard error it reports false, and the rule returns nil; otherwise it goes
+// back to m and reports true, and the rule goes on without the part.
+func (p *parser) rewind(m int) bool {
+	if p.hard != nil {
+		return false
+	}
+	p.reset(m)
+	return true
+}
+
+// try reads f from here. When f fails softly (nil, no hard error), the
+// parser goes back to where it began and try returns nil and true: the
+// caller goes on without the part. ok is false after a hard error.
+func (p *parser) try(f func() node) (x node, ok bool) {
+	m := p.mark()
+	if x = f(); x == nil && !p.rewind(m) {
+		return nil, false
+	}
+	return x, true
+}
+
+// tryAfter is try of an operator (the current token) and then f.
+func (p *parser) tryAfter(f func() node) (node, bool) {
+	return p.try(func() node {
+		p.advance()
+		return f()
+	})
+}
+
 func (p *parser) reset(m int) {
 	p.i = m
 	p.soft = false
@@ -202,6 +232,18 @@ func (p *parser) enter() bool {
 }
 
 func (p *parser) leave() { p.nest-- }
+
+// nested is f one level of nesting deeper: nil, with the error, past
+// maxDepth.
+func (p *parser) nested(f func() node) func() node {
+	return func() node {
+		if !p.enter() {
+			return nil
+		}
+		defer p.leave()
+		return f()
+	}
+}
 
 // mk computes the base of a node that starts at pos and ends at the last
 // token consumed, with the given children.
@@ -297,30 +339,47 @@ func (p *parser) starExpressions() node {
 	return p.exprList(p.starExpression)
 }
 
+// exprList reads item (',' item)* [',']: one item alone, or a tuple.
 func (p *parser) exprList(item func() node) node {
 	pos := p.pos()
 	first := item()
-	if first == nil {
-		return nil
-	}
-	if !p.isOp(",") {
+	if first == nil || !p.isOp(",") {
 		return first
 	}
-	elts := []node{first}
+	return p.tupleRest(pos, first, item)
+}
+
+// tupleRest reads the items after first, a tuple that begins at pos.
+func (p *parser) tupleRest(pos int, first node, item func() node) node {
+	elts, _, ok := p.commaItems(first, item, "")
+	if !ok {
+		return nil
+	}
+	return &tuple{base: p.mkList(pos, elts), elts: elts}
+}
+
+// commaItems reads (',' item)* after first and returns first and the
+// items. A comma that no item follows ends the list (a trailing comma);
+// with a closer (")", "]", "}"), a comma before it does. comma tells
+// whether a comma was read; ok is false after a hard error.
+func (p *parser) commaItems(first node, item func() node, closer string) (elts []node, comma, ok bool) {
+	elts = []node{first}
 	for p.isOp(",") {
+		comma = true
 		p.advance()
-		m := p.mark()
-		x := item()
+		if closer != "" && p.isOp(closer) {
+			break
+		}
+		x, ok := p.try(item)
+		if !ok {
+			return nil, comma, false
+		}
 		if x == nil {
-			if p.hard != nil {
-				return nil
-			}
-			p.reset(m)
 			break
 		}
 		elts = append(elts, x)
 	}
-	return &tuple{base: p.mkList(pos, elts), elts: elts}
+	return elts, comma, true
 }
 
 // star_expression: '*' bitwise_or | expression
@@ -331,14 +390,34 @@ func (p *parser) starExpression() node {
 	return p.expression()
 }
 
-func (p *parser) starredBitwiseOr() node {
+func (p *parser) starredBitwiseOr() node { return p.starredOf(p.bitwiseOr) }
+
+// prefixed skips a prefix operator (the current token) and reads its
+// operand. It returns the operator's position and the operand, nil when
+// there is none.
+func (p *parser) prefixed(operand func() node) (int, node) {
 	pos := p.pos()
 	p.advance()
-	v := p.bitwiseOr()
+	return pos, operand()
+}
+
+// starredOf reads '*' operand.
+func (p *parser) starredOf(operand func() node) node {
+	pos, v := p.prefixed(operand)
 	if v == nil {
 		return nil
 	}
 	return &starred{base: p.mk(pos, v), value: v}
+}
+
+// unary reads the unary operator op (the current token) and its operand,
+// one level of nesting deeper.
+func (p *parser) unary(op string, operand func() node) node {
+	pos, x := p.prefixed(p.nested(operand))
+	if x == nil {
+		return nil
+	}
+	return &unaryOp{base: p.mk(pos, x), op: op, operand: x}
 }
 
 // ---- expression ----------------------------------------------------------
@@ -400,10 +479,9 @@ func (p *parser) expressionRule(withInvalid bool) node {
 			ap, _ := a.span()
 			return p.raise(ap, "expected 'else' after 'if' expression")
 		}
-		if p.hard != nil {
+		if !p.rewind(m) {
 			return nil
 		}
-		p.reset(m)
 		if inv && !p.checkLegacy(startIdx) {
 			return nil
 		}
@@ -415,10 +493,9 @@ func (p *parser) expressionRule(withInvalid bool) node {
 	p.advance()
 	c := p.expression()
 	if c == nil {
-		if p.hard != nil {
+		if !p.rewind(m) {
 			return nil
 		}
-		p.reset(m)
 		return a
 	}
 	return &ifExp{base: p.mk(pos, a, b, c), test: b, body: a, orelse: c}
@@ -556,22 +633,16 @@ func (p *parser) conjunction() node { return p.boolChain("and", p.inversion) }
 func (p *parser) boolChain(op string, next func() node) node {
 	pos := p.pos()
 	a := next()
-	if a == nil {
-		return nil
-	}
-	if !p.isKw(op) {
+	if a == nil || !p.isKw(op) {
 		return a
 	}
 	vals := []node{a}
 	for p.isKw(op) {
-		m := p.mark()
-		p.advance()
-		b := next()
+		b, ok := p.tryAfter(next)
+		if !ok {
+			return nil
+		}
 		if b == nil {
-			if p.hard != nil {
-				return nil
-			}
-			p.reset(m)
 			break
 		}
 		vals = append(vals, b)
@@ -585,17 +656,7 @@ func (p *parser) boolChain(op string, next func() node) node {
 // inversion: 'not' inversion | comparison
 func (p *parser) inversion() node {
 	if p.isKw("not") {
-		pos := p.pos()
-		p.advance()
-		if !p.enter() {
-			return nil
-		}
-		x := p.inversion()
-		p.leave()
-		if x == nil {
-			return nil
-		}
-		return &unaryOp{base: p.mk(pos, x), op: "not", operand: x}
+		return p.unary("not", p.inversion)
 	}
 	return p.comparison()
 }
@@ -668,10 +729,9 @@ func (p *parser) comparison() node {
 		}
 		b := p.bitwiseOr()
 		if b == nil {
-			if p.hard != nil {
+			if !p.rewind(m) {
 				return nil
 			}
-			p.reset(m)
 			break
 		}
 		ops = append(ops, op)
@@ -703,14 +763,11 @@ func (p *parser) binChain(next func() node, ops ...string) node {
 		if op == "" {
 			return left
 		}
-		m := p.mark()
-		p.advance()
-		right := next()
+		right, ok := p.tryAfter(next)
+		if !ok {
+			return nil
+		}
 		if right == nil {
-			if p.hard != nil {
-				return nil
-			}
-			p.reset(m)
 			return left
 		}
 		left = &binOp{base: p.mk(pos, left, right), op: op, left: left, right: right}
@@ -728,17 +785,7 @@ func (p *parser) term() node       { return p.binChain(p.factor, "*", "/", "//",
 func (p *parser) factor() node {
 	t := p.tok()
 	if t.kind == tkOp && (t.text == "+" || t.text == "-" || t.text == "~") {
-		pos, op := t.pos, t.text
-		p.advance()
-		if !p.enter() {
-			return nil
-		}
-		x := p.factor()
-		p.leave()
-		if x == nil {
-			return nil
-		}
-		return &unaryOp{base: p.mk(pos, x), op: op, operand: x}
+		return p.unary(t.text, p.factor)
 	}
 	return p.power()
 }
@@ -747,24 +794,14 @@ func (p *parser) factor() node {
 func (p *parser) power() node {
 	pos := p.pos()
 	a := p.awaitPrimary()
-	if a == nil {
-		return nil
-	}
-	if !p.isOp("**") {
+	if a == nil || !p.isOp("**") {
 		return a
 	}
-	m := p.mark()
-	p.advance()
-	if !p.enter() {
+	b, ok := p.tryAfter(p.nested(p.factor))
+	if !ok {
 		return nil
 	}
-	b := p.factor()
-	p.leave()
 	if b == nil {
-		if p.hard != nil {
-			return nil
-		}
-		p.reset(m)
 		return a
 	}
 	return &binOp{base: p.mk(pos, a, b), op: "**", left: a, right: b}
@@ -773,9 +810,7 @@ func (p *parser) power() node {
 // await_primary: AWAIT primary | primary
 func (p *parser) awaitPrimary() node {
 	if p.isKw("await") {
-		pos := p.pos()
-		p.advance()
-		x := p.primary()
+		pos, x := p.prefixed(p.primary)
 		if x == nil {
 			return nil
 		}
@@ -803,10 +838,9 @@ func (p *parser) primary() node {
 			p.advance()
 			n := p.tok()
 			if !isPlainName(n) {
-				if p.hard != nil {
+				if !p.rewind(m) {
 					return nil
 				}
-				p.reset(m)
 				return a
 			}
 			p.advance()
@@ -814,10 +848,9 @@ func (p *parser) primary() node {
 		case "(":
 			c := p.callArgs(pos, a)
 			if c == nil {
-				if p.hard != nil {
+				if !p.rewind(m) {
 					return nil
 				}
-				p.reset(m)
 				return a
 			}
 			a = c
@@ -825,10 +858,9 @@ func (p *parser) primary() node {
 			p.advance()
 			idx := p.slices()
 			if idx == nil || !p.isOp("]") {
-				if p.hard != nil {
+				if !p.rewind(m) {
 					return nil
 				}
-				p.reset(m)
 				return a
 			}
 			p.advance()
@@ -998,15 +1030,7 @@ func (p *parser) parenAtom() node {
 		}
 	}
 	if p.isForClause() {
-		gens := p.forIfClauses()
-		if gens == nil {
-			return nil
-		}
-		if !p.isOp(")") {
-			return p.fail()
-		}
-		p.advance()
-		return &comp{base: p.mk(pos, compKids(first, nil, gens)...), kind: genExp, elt: first, gens: gens}
+		return p.comprehension(pos, genExp, first, nil, ")")
 	}
 	if p.isOp(")") {
 		p.advance()
@@ -1015,22 +1039,9 @@ func (p *parser) parenAtom() node {
 	if !p.isOp(",") {
 		return p.fail()
 	}
-	elts := []node{first}
-	for p.isOp(",") {
-		p.advance()
-		if p.isOp(")") {
-			break
-		}
-		m := p.mark()
-		x := p.starNamedExpression()
-		if x == nil {
-			if p.hard != nil {
-				return nil
-			}
-			p.reset(m)
-			break
-		}
-		elts = append(elts, x)
+	elts, _, ok := p.commaItems(first, p.starNamedExpression, ")")
+	if !ok {
+		return nil
 	}
 	if !p.isOp(")") {
 		return p.fail()
@@ -1060,13 +1071,11 @@ func (p *parser) yieldExpr() node {
 		}
 		return &yield{base: p.mk(pos, v), value: v, from: true}
 	}
-	m := p.mark()
-	v := p.starExpressions()
+	v, ok := p.try(p.starExpressions)
+	if !ok {
+		return nil
+	}
 	if v == nil {
-		if p.hard != nil {
-			return nil
-		}
-		p.reset(m)
 		return &yield{base: p.mk(pos)}
 	}
 	return &yield{base: p.mk(pos, v), value: v}
@@ -1107,10 +1116,9 @@ func (p *parser) namedExpression() node {
 		m := p.mark()
 		p.advance()
 		v := p.expression()
-		if p.hard != nil {
+		if !p.rewind(m) {
 			return nil
 		}
-		p.reset(m)
 		if v != nil {
 			ap, _ := a.span()
 			return p.raise(ap, "cannot use assignment expressions with "+exprName(a))
@@ -1201,19 +1209,7 @@ func (p *parser) listAtom() node {
 		return nil
 	}
 	if p.isForClause() {
-		if _, ok := first.(*starred); ok {
-			sp, _ := first.span()
-			return p.raise(sp, "iterable unpacking cannot be used in comprehension")
-		}
-		gens := p.forIfClauses()
-		if gens == nil {
-			return nil
-		}
-		if !p.isOp("]") {
-			return p.fail()
-		}
-		p.advance()
-		return &comp{base: p.mk(pos, compKids(first, nil, gens)...), kind: listComp, elt: first, gens: gens}
+		return p.elementComprehension(pos, listComp, first, "]")
 	}
 	elts, ok := p.displayRest(first, "]")
 	if !ok {
@@ -1222,27 +1218,36 @@ func (p *parser) listAtom() node {
 	return &list{base: p.mkList(pos, elts), elts: elts}
 }
 
+// comprehension reads the for and if clauses of a comprehension that
+// begins at pos, of elt (and value, in a dict), and the closing bracket.
+func (p *parser) comprehension(pos int, kind compKind, elt, value node, closer string) node {
+	gens := p.forIfClauses()
+	if gens == nil {
+		return nil
+	}
+	if !p.isOp(closer) {
+		return p.fail()
+	}
+	p.advance()
+	return &comp{base: p.mk(pos, compKids(elt, value, gens)...), kind: kind, elt: elt, value: value, gens: gens}
+}
+
+// elementComprehension is comprehension for a list or a set, whose element
+// may not be starred.
+func (p *parser) elementComprehension(pos int, kind compKind, elt node, closer string) node {
+	if _, ok := elt.(*starred); ok {
+		sp, _ := elt.span()
+		return p.raise(sp, "iterable unpacking cannot be used in comprehension")
+	}
+	return p.comprehension(pos, kind, elt, nil, closer)
+}
+
 // displayRest reads the elements after the first one of a list or set
 // display, up to and including the closing bracket.
 func (p *parser) displayRest(first node, closer string) ([]node, bool) {
-	elts := []node{first}
-	comma := false
-	for p.isOp(",") {
-		comma = true
-		p.advance()
-		if p.isOp(closer) {
-			break
-		}
-		m := p.mark()
-		x := p.starNamedExpression()
-		if x == nil {
-			if p.hard != nil {
-				return nil, false
-			}
-			p.reset(m)
-			break
-		}
-		elts = append(elts, x)
+	elts, comma, ok := p.commaItems(first, p.starNamedExpression, closer)
+	if !ok {
+		return nil, false
 	}
 	if comma && p.isForClause() && p.invalidOn() {
 		// invalid_comprehension: a target list without parentheses
@@ -1296,32 +1301,12 @@ func (p *parser) braceAtom() node {
 			return nil
 		}
 		if p.isForClause() {
-			gens := p.forIfClauses()
-			if gens == nil {
-				return nil
-			}
-			if !p.isOp("}") {
-				return p.fail()
-			}
-			p.advance()
-			return &comp{base: p.mk(pos, compKids(first, v, gens)...), kind: dictComp, elt: first, value: v, gens: gens}
+			return p.comprehension(pos, dictComp, first, v, "}")
 		}
 		return p.dictRest(pos, []node{first}, []node{v})
 	}
 	if p.isForClause() {
-		if isStar {
-			sp, _ := first.span()
-			return p.raise(sp, "iterable unpacking cannot be used in comprehension")
-		}
-		gens := p.forIfClauses()
-		if gens == nil {
-			return nil
-		}
-		if !p.isOp("}") {
-			return p.fail()
-		}
-		p.advance()
-		return &comp{base: p.mk(pos, compKids(first, nil, gens)...), kind: setComp, elt: first, gens: gens}
+		return p.elementComprehension(pos, setComp, first, "}")
 	}
 	elts, ok := p.displayRest(first, "}")
 	if !ok {
@@ -1348,27 +1333,22 @@ func (p *parser) dictRest(pos int, keys, values []node) node {
 			break
 		}
 		if p.isOp("**") {
-			m := p.mark()
-			p.advance()
-			v := p.bitwiseOr()
+			v, ok := p.tryAfter(p.bitwiseOr)
+			if !ok {
+				return nil
+			}
 			if v == nil {
-				if p.hard != nil {
-					return nil
-				}
-				p.reset(m)
 				break
 			}
 			keys = append(keys, nil)
 			values = append(values, v)
 			continue
 		}
-		m := p.mark()
-		k := p.expression()
+		k, ok := p.try(p.expression)
+		if !ok {
+			return nil
+		}
 		if k == nil {
-			if p.hard != nil {
-				return nil
-			}
-			p.reset(m)
 			break
 		}
 		if !p.isOp(":") {
@@ -1497,43 +1477,16 @@ func invalidTarget(e node) node {
 }
 
 func (p *parser) starTargets() node {
-	pos := p.pos()
-	first := p.starTarget()
-	if first == nil {
-		return nil
-	}
-	if !p.isOp(",") {
-		return first
-	}
-	elts := []node{first}
-	for p.isOp(",") {
-		p.advance()
-		m := p.mark()
-		x := p.starTarget()
-		if x == nil {
-			if p.hard != nil {
-				return nil
-			}
-			p.reset(m)
-			break
-		}
-		elts = append(elts, x)
-	}
-	return &tuple{base: p.mkList(pos, elts), elts: elts}
+	return p.exprList(p.starTarget)
 }
 
 func (p *parser) starTarget() node {
 	if p.isOp("*") {
-		pos := p.pos()
-		p.advance()
-		if p.isOp("*") {
+		if n := p.tokAt(1); n.kind == tkOp && n.text == "*" {
+			p.advance()
 			return p.fail()
 		}
-		x := p.target()
-		if x == nil {
-			return nil
-		}
-		return &starred{base: p.mk(pos, x), value: x}
+		return p.starredOf(p.target)
 	}
 	return p.target()
 }
@@ -1696,41 +1649,18 @@ func (p *parser) slices() node {
 	if !p.isOp(",") && !isStar {
 		return first
 	}
-	elts := []node{first}
-	for p.isOp(",") {
-		p.advance()
-		m := p.mark()
-		x := p.sliceItem()
-		if x == nil {
-			if p.hard != nil {
-				return nil
-			}
-			p.reset(m)
-			break
-		}
-		elts = append(elts, x)
-	}
-	return &tuple{base: p.mkList(pos, elts), elts: elts}
+	return p.tupleRest(pos, first, p.sliceItem)
 }
 
 func (p *parser) sliceItem() node {
 	if p.isOp("*") {
-		pos := p.pos()
-		p.advance()
-		v := p.expression()
-		if v == nil {
-			return nil
-		}
-		return &starred{base: p.mk(pos, v), value: v}
+		return p.starredOf(p.expression)
 	}
 	pos := p.pos()
 	var lower node
 	if !p.isOp(":") {
 		e := p.namedExpression()
-		if e == nil {
-			return nil
-		}
-		if !p.isOp(":") {
+		if e == nil || !p.isOp(":") {
 			return e
 		}
 		if _, ok := e.(*namedExpr); ok {

@@ -65,6 +65,11 @@
 //     DeleteIfOlder as Delete (a retry whose first attempt deleted reports
 //     fs.ErrNotExist); if not, both return an error wrapping
 //     errors.ErrUnsupported.
+//   - Anything else the wrapped store can do (a gcs store's SignedURL, for
+//     example) is reached with store.As, through Unwrap.
+//
+// The waiting between attempts is internal/backoff's, which the report
+// clients use too.
 //
 // A stalled request is bounded by the backend's timeouts (for GCS, the HTTP
 // client's); the timeout error it produces is transient.
@@ -80,6 +85,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/sluice-ci/sluice/internal/backoff"
 	"github.com/sluice-ci/sluice/store"
 )
 
@@ -133,7 +139,8 @@ func WithMaxAttempts(n int) Option {
 
 // WithMaxElapsed bounds the time an operation may spend retrying, from its
 // start (for a read or a List, from its last progress): no attempt is
-// begun whose delay would end after it (DefaultMaxElapsed).
+// begun whose delay would end after it (DefaultMaxElapsed; 0 or less: no
+// bound but the attempts).
 func WithMaxElapsed(d time.Duration) Option {
 	return func(c *config) { c.maxElapsed = d }
 }
@@ -185,7 +192,7 @@ func New(s store.Store, opts ...Option) store.Store {
 		maxDelay:     DefaultMaxDelay,
 		bufferSize:   DefaultBufferSize,
 		now:          time.Now,
-		sleep:        sleep,
+		sleep:        backoff.Sleep,
 		jitter:       rand.Float64,
 	}
 	for _, opt := range opts {
@@ -201,6 +208,7 @@ func New(s store.Store, opts ...Option) store.Store {
 var (
 	_ store.Store   = (*retrier)(nil)
 	_ store.Toucher = (*retrier)(nil)
+	_ store.Wrapper = (*retrier)(nil)
 	_ store.Stager  = (*stagingRetrier)(nil)
 )
 
@@ -216,7 +224,9 @@ type stagingRetrier struct {
 	stager store.Stager
 }
 
-// Unwrap returns the wrapped store.
+// Unwrap returns the wrapped store: store.As reaches through it the
+// capabilities that the decorator does not have itself (a gcs store's
+// SignedURL, Bucket and Close; a file store's Dir).
 func (r *retrier) Unwrap() store.Store { return r.inner }
 
 // String returns the wrapped store's String, if it has one.
@@ -227,15 +237,10 @@ func (r *retrier) String() string {
 	return fmt.Sprintf("%T", r.inner)
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+// policy is the backoff of one operation.
+func (r *retrier) policy() backoff.Policy {
+	return backoff.Policy{Initial: r.initialDelay, Max: r.maxDelay, Jitter: r.jitter,
+		MaxAttempts: r.maxAttempts, MaxElapsed: r.maxElapsed, Now: r.now, Sleep: r.sleep}
 }
 
 // final returns nil if err, from an attempt under ctx, is worth retrying,
@@ -255,14 +260,14 @@ func final(ctx context.Context, err error) error {
 	return nil
 }
 
-// delay returns the jittered delay before retry n (from 1).
-func (r *retrier) delay(n int) time.Duration {
-	d := r.initialDelay
-	for i := 1; i < n && d < r.maxDelay; i++ {
-		d *= 2
+// verdictOn is final as a backoff verdict.
+func verdictOn(ctx context.Context) func(error) backoff.Verdict {
+	return func(err error) backoff.Verdict {
+		if ferr := final(ctx, err); ferr != nil {
+			return backoff.Stop(ferr)
+		}
+		return backoff.Retry()
 	}
-	d = min(d, r.maxDelay)
-	return d/2 + time.Duration(r.jitter()*float64(d-d/2))
 }
 
 // attempts counts the failures of one operation in a row, and waits
@@ -270,105 +275,79 @@ func (r *retrier) delay(n int) time.Duration {
 type attempts struct {
 	r       *retrier
 	op, key string
-	n       int       // failed attempts since start
-	start   time.Time // start of the operation, or its last progress
+	b       *backoff.Attempts
 }
 
 func (r *retrier) attempts(op, key string) *attempts {
-	return &attempts{r: r, op: op, key: key, start: r.now()}
+	return &attempts{r: r, op: op, key: key, b: r.policy().Start()}
 }
 
 // progress starts the count again.
-func (a *attempts) progress() {
-	a.n, a.start = 0, a.r.now()
-}
+func (a *attempts) progress() { a.b.Reset() }
 
 // wait is called after an attempt failed with the transient error err. It
 // waits and returns nil if another attempt may be made, otherwise the error
 // to return: err with how often it was tried, or the context's error.
 func (a *attempts) wait(ctx context.Context, err error) error {
-	a.n++
-	elapsed := a.r.now().Sub(a.start)
-	if a.n >= a.r.maxAttempts {
-		return a.giveUp(err, elapsed)
+	d, xerr := a.b.Next(err, 0)
+	if xerr != nil {
+		return xerr
 	}
-	d := a.r.delay(a.n)
-	if elapsed+d > a.r.maxElapsed {
-		return a.giveUp(err, elapsed)
-	}
+	a.notify(ctx, err, d)
+	return a.b.Sleep(ctx, d, err)
+}
+
+// notify tells WithNotify and WithLogger of a retry.
+func (a *attempts) notify(ctx context.Context, err error, d time.Duration) {
+	n := a.b.Failures()
 	if a.r.notify != nil {
-		a.r.notify(Failure{Op: a.op, Key: a.key, Attempt: a.n, Err: err, Wait: d})
+		a.r.notify(Failure{Op: a.op, Key: a.key, Attempt: n, Err: err, Wait: d})
 	}
 	if a.r.log != nil {
 		a.r.log.LogAttrs(ctx, slog.LevelWarn, "store: retrying", slog.String("op", a.op), slog.String("key", a.key),
-			slog.Int("attempt", a.n), slog.Duration("wait", d), slog.String("error", err.Error()))
+			slog.Int("attempt", n), slog.Duration("wait", d), slog.String("error", err.Error()))
 	}
-	if serr := a.r.sleep(ctx, d); serr != nil {
-		return fmt.Errorf("%w while waiting to retry: %w", serr, err)
-	}
-	return nil
 }
 
-func (a *attempts) giveUp(err error, elapsed time.Duration) error {
-	if a.n == 1 {
-		return fmt.Errorf("%w (gave up after 1 attempt)", err)
-	}
-	return fmt.Errorf("%w (gave up after %d attempts in %s)", err, a.n, elapsed.Round(time.Millisecond))
+// do runs an operation that can be repeated as it is (Stat, Delete, Touch,
+// DeleteIfOlder) until it succeeds, fails permanently or runs out of
+// attempts.
+func (r *retrier) do(ctx context.Context, op, key string, try func() error) error {
+	a := r.attempts(op, key)
+	return a.b.Do(ctx, try, verdictOn(ctx), func(err error, d time.Duration) { a.notify(ctx, err, d) })
 }
 
 // Stat implements store.Store.
-func (r *retrier) Stat(ctx context.Context, key string) (store.Info, error) {
-	a := r.attempts("stat", key)
-	for {
-		info, err := r.inner.Stat(ctx, key)
-		if err == nil {
-			return info, nil
-		}
-		if ferr := final(ctx, err); ferr != nil {
-			return store.Info{}, ferr
-		}
-		if werr := a.wait(ctx, err); werr != nil {
-			return store.Info{}, werr
-		}
+func (r *retrier) Stat(ctx context.Context, key string) (info store.Info, err error) {
+	err = r.do(ctx, "stat", key, func() (err error) {
+		info, err = r.inner.Stat(ctx, key)
+		return err
+	})
+	if err != nil {
+		return store.Info{}, err
 	}
+	return info, nil
 }
 
 // Delete implements store.Store.
 func (r *retrier) Delete(ctx context.Context, key string) error {
-	a := r.attempts("delete", key)
-	for {
-		err := r.inner.Delete(ctx, key)
-		if err == nil {
-			return nil
-		}
-		if ferr := final(ctx, err); ferr != nil {
-			return ferr
-		}
-		if werr := a.wait(ctx, err); werr != nil {
-			return werr
-		}
-	}
+	return r.do(ctx, "delete", key, func() error { return r.inner.Delete(ctx, key) })
 }
 
 // Touch implements store.Toucher.
-func (r *retrier) Touch(ctx context.Context, key string) (store.Info, error) {
+func (r *retrier) Touch(ctx context.Context, key string) (info store.Info, err error) {
 	t, ok := r.inner.(store.Toucher)
 	if !ok {
 		return store.Info{}, fmt.Errorf("touch %q: %T: %w", key, r.inner, errors.ErrUnsupported)
 	}
-	a := r.attempts("touch", key)
-	for {
-		info, err := t.Touch(ctx, key)
-		if err == nil {
-			return info, nil
-		}
-		if ferr := final(ctx, err); ferr != nil {
-			return store.Info{}, ferr
-		}
-		if werr := a.wait(ctx, err); werr != nil {
-			return store.Info{}, werr
-		}
+	err = r.do(ctx, "touch", key, func() (err error) {
+		info, err = t.Touch(ctx, key)
+		return err
+	})
+	if err != nil {
+		return store.Info{}, err
 	}
+	return info, nil
 }
 
 // DeleteIfOlder implements store.Toucher.
@@ -377,19 +356,7 @@ func (r *retrier) DeleteIfOlder(ctx context.Context, key string, before time.Tim
 	if !ok {
 		return fmt.Errorf("delete %q: %T: %w", key, r.inner, errors.ErrUnsupported)
 	}
-	a := r.attempts("delete", key)
-	for {
-		err := t.DeleteIfOlder(ctx, key, before)
-		if err == nil {
-			return nil
-		}
-		if ferr := final(ctx, err); ferr != nil {
-			return ferr
-		}
-		if werr := a.wait(ctx, err); werr != nil {
-			return werr
-		}
-	}
+	return r.do(ctx, "delete", key, func() error { return t.DeleteIfOlder(ctx, key, before) })
 }
 
 // Put implements store.Store.
@@ -511,19 +478,16 @@ func (b *body) rewind() error {
 
 // Open implements store.Store.
 func (r *retrier) Open(ctx context.Context, key string) (io.ReadCloser, store.Info, error) {
-	a := r.attempts("open", key)
-	for {
-		rc, info, err := r.inner.Open(ctx, key)
-		if err == nil {
-			return &reader{r: r, ctx: ctx, key: key, rc: rc, info: info, a: r.attempts("read", key)}, info, nil
-		}
-		if ferr := final(ctx, err); ferr != nil {
-			return nil, store.Info{}, ferr
-		}
-		if werr := a.wait(ctx, err); werr != nil {
-			return nil, store.Info{}, werr
-		}
+	var rc io.ReadCloser
+	var info store.Info
+	err := r.do(ctx, "open", key, func() (err error) {
+		rc, info, err = r.inner.Open(ctx, key)
+		return err
+	})
+	if err != nil {
+		return nil, store.Info{}, err
 	}
+	return &reader{r: r, ctx: ctx, key: key, rc: rc, info: info, a: r.attempts("read", key)}, info, nil
 }
 
 // reader reads an object and, when a read fails with a transient error,
