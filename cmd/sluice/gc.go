@@ -107,38 +107,66 @@ func gcCloud(ctx context.Context, stdout io.Writer, config string, dryRun bool) 
 	}
 	clouds := &cloudClients{getenv: os.Getenv}
 	defer clouds.Close()
-	verb := "deleted"
+	g := cloudSweep{ctx: ctx, stdout: stdout, clouds: clouds, now: timeNow(), dryRun: dryRun, verb: "deleted"}
 	if dryRun {
-		verb = "would delete"
+		g.verb = "would delete"
 	}
-	var errs []error
-	now := timeNow()
 	if len(parents) > 0 {
-		client, err := clouds.Batch(ctx)
-		if err != nil {
+		if err := g.batch(slices.Sorted(maps.Keys(parents))); err != nil {
 			return &exitError{code: exitFailed, err: err}
 		}
-		for _, parent := range slices.Sorted(maps.Keys(parents)) {
-			swept, err := batch.Sweep(ctx, client, parent, now, dryRun)
-			for _, s := range swept {
-				if s.Err != nil {
-					errs = append(errs, fmt.Errorf("delete %s: %w", s.Name, s.Err))
-					continue
-				}
-				fmt.Fprintf(stdout, "%s %s (run %s, node %s, %s, created %s, expired %s ago)\n", verb, s.Name, s.Run, s.Node,
-					strings.ToLower(s.State), s.Created.Format(time.RFC3339), now.Sub(s.Expired).Round(time.Second))
-			}
-			if err != nil {
-				errs = append(errs, err)
-			}
-			fmt.Fprintf(stdout, "gc --cloud: %s: %s %s past their TTL\n", parent, verb, plural(len(swept), "job"))
-		}
 	}
-	seen := map[string]bool{}
-	for _, env := range kubes {
-		client, cluster, err := clouds.Kube(env.Kube)
+	g.kube(sc.File, kubes)
+	if err := errors.Join(g.errs...); err != nil {
+		return &exitError{code: exitFailed, err: err}
+	}
+	return nil
+}
+
+// cloudSweep is one gc --cloud: what it prints to, and the errors it met.
+type cloudSweep struct {
+	ctx    context.Context
+	stdout io.Writer
+	clouds *cloudClients
+	now    time.Time
+	dryRun bool
+	verb   string // "deleted", or "would delete" in a dry run
+	errs   []error
+}
+
+// batch sweeps the Batch jobs of each location (projects/P/locations/R);
+// the error is that there is no Batch client.
+func (g *cloudSweep) batch(parents []string) error {
+	client, err := g.clouds.Batch(g.ctx)
+	if err != nil {
+		return err
+	}
+	for _, parent := range parents {
+		swept, err := batch.Sweep(g.ctx, client, parent, g.now, g.dryRun)
+		for _, s := range swept {
+			if s.Err != nil {
+				g.errs = append(g.errs, fmt.Errorf("delete %s: %w", s.Name, s.Err))
+				continue
+			}
+			fmt.Fprintf(g.stdout, "%s %s (run %s, node %s, %s, created %s, expired %s ago)\n", g.verb, s.Name, s.Run, s.Node,
+				strings.ToLower(s.State), s.Created.Format(time.RFC3339), g.now.Sub(s.Expired).Round(time.Second))
+		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s:%d:%d: environment %q: %w", sc.File, env.Pos.Line, env.Pos.Col, env.Name, err))
+			g.errs = append(g.errs, err)
+		}
+		fmt.Fprintf(g.stdout, "gc --cloud: %s: %s %s past their TTL\n", parent, g.verb, plural(len(swept), "job"))
+	}
+	return nil
+}
+
+// kube sweeps the Jobs in the namespace of each kubernetes environment,
+// each namespace of a cluster once; file is sluice.yaml, for messages.
+func (g *cloudSweep) kube(file string, envs []*spec.Environment) {
+	seen := map[string]bool{}
+	for _, env := range envs {
+		client, cluster, err := g.clouds.Kube(env.Kube)
+		if err != nil {
+			g.errs = append(g.errs, fmt.Errorf("%s:%d:%d: environment %q: %w", file, env.Pos.Line, env.Pos.Col, env.Name, err))
 			continue
 		}
 		where := cluster + "/" + env.Kube.Namespace
@@ -146,26 +174,22 @@ func gcCloud(ctx context.Context, stdout io.Writer, config string, dryRun bool) 
 			continue
 		}
 		seen[where] = true
-		swept, err := kube.Sweep(ctx, client, env.Kube.Namespace, now, dryRun)
+		swept, err := kube.Sweep(g.ctx, client, env.Kube.Namespace, g.now, g.dryRun)
 		n := 0
 		for _, s := range swept {
 			if s.Err != nil {
-				errs = append(errs, fmt.Errorf("delete Job %s/%s: %w", s.Namespace, s.Name, s.Err))
+				g.errs = append(g.errs, fmt.Errorf("delete Job %s/%s: %w", s.Namespace, s.Name, s.Err))
 				continue
 			}
 			n++
-			fmt.Fprintf(stdout, "%s Job %s/%s on %s (run %s, node %s, created %s, expired %s ago)\n", verb, s.Namespace, s.Name, cluster,
-				s.Run, s.Node, s.Created.Format(time.RFC3339), now.Sub(s.Expired).Round(time.Second))
+			fmt.Fprintf(g.stdout, "%s Job %s/%s on %s (run %s, node %s, created %s, expired %s ago)\n", g.verb, s.Namespace, s.Name, cluster,
+				s.Run, s.Node, s.Created.Format(time.RFC3339), g.now.Sub(s.Expired).Round(time.Second))
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("environment %q: %w", env.Name, err))
+			g.errs = append(g.errs, fmt.Errorf("environment %q: %w", env.Name, err))
 		}
-		fmt.Fprintf(stdout, "gc --cloud: %s: %s %s past their TTL\n", where, verb, plural(n, "Job"))
+		fmt.Fprintf(g.stdout, "gc --cloud: %s: %s %s past their TTL\n", where, g.verb, plural(n, "Job"))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return &exitError{code: exitFailed, err: err}
-	}
-	return nil
 }
 
 func printGCReport(w io.Writer, rep store.GCReport, keepDays int) {
