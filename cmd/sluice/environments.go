@@ -90,7 +90,9 @@ func startExecutors(ctx context.Context, o runOptions, cfg *spec.Config, p *spec
 		if env.Backend == spec.BackendKubernetes {
 			client, cluster, _ := o.clouds.Kube(env.Kube) // made above, without an error
 			ns := kubeNamespace{client: client, cluster: cluster, namespace: env.Kube.Namespace}
-			if !slices.ContainsFunc(ex.kubes, func(k kubeNamespace) bool { return k.cluster == ns.cluster && k.namespace == ns.namespace }) {
+			// One sweep per client (kubeconfig and context) and namespace:
+			// two contexts may well share a name.
+			if !slices.ContainsFunc(ex.kubes, func(k kubeNamespace) bool { return k.client == ns.client && k.namespace == ns.namespace }) {
 				ex.kubes = append(ex.kubes, ns)
 			}
 		}

@@ -162,7 +162,11 @@ func (g *cloudSweep) batch(parents []string) error {
 // kube sweeps the Jobs in the namespace of each kubernetes environment,
 // each namespace of a cluster once; file is sluice.yaml, for messages.
 func (g *cloudSweep) kube(file string, envs []*spec.Environment) {
-	seen := map[string]bool{}
+	type target struct {
+		client    any // one per kubeconfig and context: two contexts may share a name
+		namespace string
+	}
+	seen := map[target]bool{}
 	for _, env := range envs {
 		client, cluster, err := g.clouds.Kube(env.Kube)
 		if err != nil {
@@ -170,10 +174,11 @@ func (g *cloudSweep) kube(file string, envs []*spec.Environment) {
 			continue
 		}
 		where := cluster + "/" + env.Kube.Namespace
-		if seen[where] {
+		t := target{client, env.Kube.Namespace}
+		if seen[t] {
 			continue
 		}
-		seen[where] = true
+		seen[t] = true
 		swept, err := kube.Sweep(g.ctx, client, env.Kube.Namespace, g.now, g.dryRun)
 		n := 0
 		for _, s := range swept {
