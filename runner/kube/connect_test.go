@@ -8,11 +8,13 @@ import (
 	"testing"
 	"time"
 
+	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/sluice-ci/sluice/internal/kubetest"
 	"github.com/sluice-ci/sluice/spec"
@@ -186,6 +188,19 @@ func TestPreflight(t *testing.T) {
 		}
 		return cs
 	}
+	// A service account (as in-cluster credentials are) is named as one.
+	if _, err := admin.CoreV1().ServiceAccounts("ml-ci").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "sluice-ci"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := admin.CoreV1().ServiceAccounts("ml-ci").CreateToken(ctx, "sluice-ci", &authnv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	saCfg := &rest.Config{Host: c.RESTConfig.Host, BearerToken: tok.Status.Token, TLSClientConfig: rest.TLSClientConfig{CAData: c.RESTConfig.CAData}}
+	sa, err := kubernetes.NewForConfig(saCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name      string
 		client    kubernetes.Interface
@@ -200,6 +215,7 @@ func TestPreflight(t *testing.T) {
 		{"a Role in another namespace", user("bob"), "default", `user "bob" may not create jobs.batch, get jobs.batch, list jobs.batch, watch jobs.batch, delete jobs.batch, get pods, list pods, watch pods or get pods/log in namespace default`},
 		{"no such namespace, told by a dry run", user("carol"), "ml-cj", "namespace ml-cj does not exist on the cluster"},
 		{"no rights at all", user("dave"), "ml-ci", `user "dave" may not create jobs.batch`},
+		{"a service account", sa, "ml-ci", `service account "ml-ci:sluice-ci" may not create jobs.batch`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := Preflight(ctx, tc.client, tc.namespace)
