@@ -415,6 +415,11 @@ func testEvicted(t *testing.T, x *cluster) {
 	x.playAgent(t, job, func(n int, p *corev1.Pod) {
 		switch n {
 		case 1:
+			// The first pod's agent logged a line before the eviction.
+			prefix := agent.TryPrefix(agent.AttemptPrefix(job), p.Name)
+			if _, err := x.st.Put(context.Background(), agent.LogKey(prefix, 1), strings.NewReader("o epoch 1 on try 1\n")); err != nil {
+				t.Error(err)
+			}
 			x.annotate(t, p, map[string]string{kubetest.EvictAnnotation: "true"})
 		default:
 			x.finishPod(t, job, p, 0, "trained on try 2")
@@ -424,8 +429,8 @@ func testEvicted(t *testing.T, x *cluster) {
 	if err != nil || res.Reason != runner.ReasonCompleted || res.ExitCode != 0 {
 		t.Fatalf("run: %v, %s %d\nprogress:\n%s", err, res.Reason, res.ExitCode, progress.text())
 	}
-	if out.text() != "trained on try 2" {
-		t.Errorf("log %q, want the second pod's", out.text())
+	if out.text() != "epoch 1 on try 1\ntrained on try 2" {
+		t.Errorf("log %q, want the first pod's line, then the second's", out.text())
 	}
 	pl := res.Placement
 	if len(pl.Tries) != 2 || pl.Tries[0].Outcome != "preempted" || !strings.Contains(pl.Tries[0].Why, "TerminationByKubelet") ||
