@@ -303,6 +303,7 @@ func TestCluster(t *testing.T) {
 	t.Run("EvictedPastRetries", func(t *testing.T) { t.Parallel(); testEvictedPastRetries(t, x) })
 	t.Run("ExitCode", func(t *testing.T) { t.Parallel(); testExitCode(t, x) })
 	t.Run("ImagePull", func(t *testing.T) { t.Parallel(); testImagePull(t, x) })
+	t.Run("ImagePullDocker", func(t *testing.T) { t.Parallel(); testImagePullDocker(t, x) })
 	t.Run("OOMKilled", func(t *testing.T) { t.Parallel(); testOOMKilled(t, x) })
 	t.Run("LostNode", func(t *testing.T) { t.Parallel(); testLostNode(t, x) })
 	t.Run("Cancel", func(t *testing.T) { t.Parallel(); testCancelKwok(t, x) })
@@ -733,5 +734,21 @@ func testLeastPrivilege(t *testing.T, x *cluster) {
 	if strings.Contains(progress.text(), "still there") || strings.Contains(progress.text(), "forbidden") {
 		t.Errorf("progress:\n%s", progress.text())
 	}
+	x.gone(t, job.RunID)
+}
+
+// On the Docker node the pull really fails (no registry has the image):
+// the node fails at the kubelet's back-off, naming the image and the
+// daemon's error, rather than waiting.
+func testImagePullDocker(t *testing.T, x *cluster) {
+	var out, progress lines
+	e := x.executor(t, spec.KubeEnvironment{NodeSelector: map[string]string{kubetest.NodeTypeLabel: "docker"}})
+	job := x.kwokJob(&out, &progress)
+	job.Image = "sluice-test/no-such-image:1"
+	res, err := e.Run(runCtx(t), job)
+	if err == nil || !strings.Contains(err.Error(), "the image sluice-test/no-such-image:1 of container step cannot be pulled (ImagePullBackOff)") {
+		t.Fatalf("run: %v (%s)\nprogress:\n%s", err, res.Reason, progress.text())
+	}
+	t.Logf("error: %v", err)
 	x.gone(t, job.RunID)
 }
