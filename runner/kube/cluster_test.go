@@ -303,6 +303,7 @@ func TestCluster(t *testing.T) {
 	t.Run("EvictedPastRetries", func(t *testing.T) { t.Parallel(); testEvictedPastRetries(t, x) })
 	t.Run("ExitCode", func(t *testing.T) { t.Parallel(); testExitCode(t, x) })
 	t.Run("ImagePull", func(t *testing.T) { t.Parallel(); testImagePull(t, x) })
+	t.Run("ImagePullDocker", func(t *testing.T) { t.Parallel(); testImagePullDocker(t, x) })
 	t.Run("OOMKilled", func(t *testing.T) { t.Parallel(); testOOMKilled(t, x) })
 	t.Run("LostNode", func(t *testing.T) { t.Parallel(); testLostNode(t, x) })
 	t.Run("Cancel", func(t *testing.T) { t.Parallel(); testCancelKwok(t, x) })
@@ -415,6 +416,11 @@ func testEvicted(t *testing.T, x *cluster) {
 	x.playAgent(t, job, func(n int, p *corev1.Pod) {
 		switch n {
 		case 1:
+			// The first pod's agent logged a line before the eviction.
+			prefix := agent.TryPrefix(agent.AttemptPrefix(job), p.Name)
+			if _, err := x.st.Put(context.Background(), agent.LogKey(prefix, 1), strings.NewReader("o epoch 1 on try 1\n")); err != nil {
+				t.Error(err)
+			}
 			x.annotate(t, p, map[string]string{kubetest.EvictAnnotation: "true"})
 		default:
 			x.finishPod(t, job, p, 0, "trained on try 2")
@@ -424,8 +430,8 @@ func testEvicted(t *testing.T, x *cluster) {
 	if err != nil || res.Reason != runner.ReasonCompleted || res.ExitCode != 0 {
 		t.Fatalf("run: %v, %s %d\nprogress:\n%s", err, res.Reason, res.ExitCode, progress.text())
 	}
-	if out.text() != "trained on try 2" {
-		t.Errorf("log %q, want the second pod's", out.text())
+	if out.text() != "epoch 1 on try 1\ntrained on try 2" {
+		t.Errorf("log %q, want the first pod's line, then the second's", out.text())
 	}
 	pl := res.Placement
 	if len(pl.Tries) != 2 || pl.Tries[0].Outcome != "preempted" || !strings.Contains(pl.Tries[0].Why, "TerminationByKubelet") ||
@@ -728,5 +734,21 @@ func testLeastPrivilege(t *testing.T, x *cluster) {
 	if strings.Contains(progress.text(), "still there") || strings.Contains(progress.text(), "forbidden") {
 		t.Errorf("progress:\n%s", progress.text())
 	}
+	x.gone(t, job.RunID)
+}
+
+// On the Docker node the pull really fails (no registry has the image):
+// the node fails at the kubelet's back-off, naming the image and the
+// daemon's error, rather than waiting.
+func testImagePullDocker(t *testing.T, x *cluster) {
+	var out, progress lines
+	e := x.executor(t, spec.KubeEnvironment{NodeSelector: map[string]string{kubetest.NodeTypeLabel: "docker"}})
+	job := x.kwokJob(&out, &progress)
+	job.Image = "sluice-test/no-such-image:1"
+	res, err := e.Run(runCtx(t), job)
+	if err == nil || !strings.Contains(err.Error(), "the image sluice-test/no-such-image:1 of container step cannot be pulled (ImagePullBackOff)") {
+		t.Fatalf("run: %v (%s)\nprogress:\n%s", err, res.Reason, progress.text())
+	}
+	t.Logf("error: %v", err)
 	x.gone(t, job.RunID)
 }

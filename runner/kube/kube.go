@@ -1,6 +1,6 @@
-// Package kube is the runner.Executor for Kubernetes: each try of a node is
-// one batch/v1 Job of one pod, running `sluice agent` beside the step (see
-// runner/agent):
+// Package kube is the runner.Executor for Kubernetes: each node execution
+// is one batch/v1 Job, each of its pods a try, running `sluice agent` beside
+// the step (see runner/agent):
 //
 //   - an init container (the sluice image) fetches the repository and the
 //     inputs from the store into an emptyDir mounted at /valohai, and places
@@ -21,7 +21,15 @@
 // turns what the pods say into the node's errors: an image that cannot be
 // pulled, a pod that no node can take within queue-timeout (with the
 // scheduler's message), an OOM kill (with the limit). The agent's exit
-// record decides the result when it is there.
+// record decides the result when it is there; the pod's own log (GetLogs)
+// is shown only when it is not, since it goes with the node.
+//
+// Every Job carries the labels below (sluice-ttl bounds how long `sluice gc
+// --cloud` leaves it alone), ttlSecondsAfterFinished, and, for a node with a
+// time limit, activeDeadlineSeconds as a backstop (the agent enforces the
+// limit itself: the deadline counts Pending time too). A cancelled Run
+// deletes its Job with foreground propagation and waits until the Job and
+// its pods are gone.
 package kube
 
 import (

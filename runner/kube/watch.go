@@ -208,7 +208,13 @@ func (w *watch) see(ctx context.Context, p *corev1.Pod) {
 		if len(w.order) > 1 {
 			w.progress("kube: pod %s created (try %d)", p.Name, len(w.order))
 		}
-		// The newest pod is the one whose log is followed.
+		// The newest pod is the one whose log is followed; what the one
+		// before left is shown first.
+		if w.follow != nil {
+			if _, err := w.follow.Poll(ctx); err != nil && ctx.Err() == nil {
+				w.e.log.Warn("follow the log", "job", w.name(), "err", err)
+			}
+		}
 		w.following = p.Name
 		w.follow = &agent.Follower{Store: w.e.opts.Store, Prefix: agent.TryPrefix(w.prefix, p.Name),
 			Stdout: w.job.Stdout, Stderr: w.job.Stderr}

@@ -2,6 +2,8 @@ package dockerlet
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,10 +25,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// Labels on every Docker container and volume the stand-in makes.
+// Labels on every Docker container and volume the stand-in makes. The
+// instance label tells apart stand-ins with the same node name on one
+// daemon (the tests of several packages at once): each removes only its
+// own.
 const (
-	labelNode   = "sluice.test/dockerlet-node"
-	labelPodUID = "sluice.test/dockerlet-pod-uid"
+	labelNode     = "sluice.test/dockerlet-node"
+	labelInstance = "sluice.test/dockerlet-instance"
+	labelPodUID   = "sluice.test/dockerlet-pod-uid"
 )
 
 // maxStopGrace caps how long a deleted pod's containers get to stop.
@@ -36,6 +42,7 @@ const maxStopGrace = 30 * time.Second
 type provider struct {
 	cli      client.APIClient
 	nodeName string
+	instance string // random, for labelInstance
 	log      *slog.Logger
 
 	mu     sync.Mutex
@@ -63,7 +70,10 @@ type podRun struct {
 }
 
 func newProvider(cli client.APIClient, nodeName string, log *slog.Logger) *provider {
-	return &provider{cli: cli, nodeName: nodeName, log: log, pods: map[string]*podRun{}, notify: func(*corev1.Pod) {}}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return &provider{cli: cli, nodeName: nodeName, instance: hex.EncodeToString(b[:]), log: log, pods: map[string]*podRun{},
+		notify: func(*corev1.Pod) {}}
 }
 
 func key(namespace, name string) string { return namespace + "/" + name }
@@ -426,6 +436,7 @@ func (p *provider) containerConfig(run *podRun, pod *corev1.Pod, c corev1.Contai
 		WorkingDir: c.WorkingDir,
 		Labels: map[string]string{
 			labelNode:                      p.nodeName,
+			labelInstance:                  p.instance,
 			labelPodUID:                    string(pod.UID),
 			"io.kubernetes.pod.name":       pod.Name,
 			"io.kubernetes.pod.namespace":  pod.Namespace,
@@ -491,7 +502,7 @@ func (p *provider) makeVolumes(ctx context.Context, run *podRun, pod *corev1.Pod
 		case v.EmptyDir != nil:
 			vol, err := p.cli.VolumeCreate(ctx, volume.CreateOptions{
 				Name:   dockerName(pod, v.Name),
-				Labels: map[string]string{labelNode: p.nodeName, labelPodUID: string(pod.UID)},
+				Labels: map[string]string{labelNode: p.nodeName, labelInstance: p.instance, labelPodUID: string(pod.UID)},
 			})
 			if err != nil {
 				return fmt.Errorf("emptyDir %s: %w", v.Name, err)
@@ -541,9 +552,10 @@ func (p *provider) remove(ctx context.Context, run *podRun) {
 	p.removeLabeled(ctx, labelPodUID+"="+uid)
 }
 
-// removeAll deletes every container and volume of this node, run or not.
+// removeAll deletes every container and volume this stand-in made, run or
+// not (not those of another stand-in of the same node name).
 func (p *provider) removeAll(ctx context.Context) {
-	p.removeLabeled(ctx, labelNode+"="+p.nodeName)
+	p.removeLabeled(ctx, labelInstance+"="+p.instance)
 }
 
 func (p *provider) removeLabeled(ctx context.Context, label string) {
