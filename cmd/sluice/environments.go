@@ -185,9 +185,9 @@ func (ex *executors) sweep(ctx context.Context, runID string, stderr io.Writer) 
 	}
 }
 
-// sweepJobs deletes the Jobs of the run that are still in a namespace: its
-// executor deletes each of its own, even when cancelled; this is for what
-// it could not.
+// sweepJobs deletes the run's Jobs that are still running in a namespace:
+// its executor deletes each of its own, even when cancelled; this is for
+// what it could not. Finished Jobs stay for their ttl-after-finished.
 func sweepJobs(ctx context.Context, k kubeNamespace, runID string, stderr io.Writer) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
