@@ -617,6 +617,10 @@ func quoteList(keys []string) string {
 	return strings.Join(q[:len(q)-1], ", ") + " and " + q[len(q)-1]
 }
 
+// DidYouMean suggests the closest of valid for a likely typo of got, as
+// sluice's messages put it (` (did you mean "gke-prod"?)`), or "".
+func DidYouMean(got string, valid []string) string { return didYouMean(got, valid) }
+
 // didYouMean suggests the closest valid word for a likely typo.
 func didYouMean(got string, valid []string) string {
 	if len(valid) > maxSuggest {

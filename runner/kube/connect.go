@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -95,7 +96,8 @@ func Connect(env spec.KubeEnvironment, getenv func(string) string) (*rest.Config
 		if env.Context == "" {
 			who = "the current-context, " + name + ","
 		}
-		return nil, "", fmt.Errorf("%s is not in kubeconfig %s, which has %s", who, from, contextList(raw))
+		names := slices.Sorted(maps.Keys(raw.Contexts))
+		return nil, "", fmt.Errorf("%s is not in kubeconfig %s%s, which has %s", who, from, spec.DidYouMean(name, names), contextList(raw))
 	}
 	cfg, err := clientcmd.NewNonInteractiveClientConfig(*raw, name, &clientcmd.ConfigOverrides{}, rules).ClientConfig()
 	if err != nil {

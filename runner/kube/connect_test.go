@@ -82,6 +82,8 @@ func TestConnect(t *testing.T) {
 	}
 	_, _, err = connect(spec.KubeEnvironment{Context: "prod"})
 	wantErr("unknown context", err, "context prod is not in kubeconfig "+filepath.Join(home, ".kube/config")+", which has the contexts ml, staging")
+	_, _, err = connect(spec.KubeEnvironment{Context: "stagin"})
+	wantErr("misspelt context", err, "context stagin is not in kubeconfig "+filepath.Join(home, ".kube/config")+` (did you mean "staging"?), which has the contexts ml, staging`)
 
 	// ~/ is the home directory; a path that is not there says so.
 	writeFile(t, home, "clusters/ml.yaml", strings.Replace(twoContexts, "current-context: ml", "current-context: staging", 1))
