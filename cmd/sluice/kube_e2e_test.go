@@ -285,6 +285,12 @@ func TestKubeGCCloud(t *testing.T) {
 	if err != nil || len(pods.Items) != 0 {
 		t.Errorf("the old Job's pods are left: %v %v", pods, err)
 	}
+	// A cluster it cannot reach is an error at the environment's line.
+	r.setenv("KUBECONFIG", "")
+	out, code = r.sluice(t, "gc", "--cloud")
+	if want := `sluice.yaml:2:3: environment "gke-gpu": no kubeconfig: ~/.kube/config does not exist`; code != exitFailed || !strings.Contains(out, want) {
+		t.Errorf("gc --cloud without a kubeconfig: exit %d, want %d and %q in\n%s", code, exitFailed, want, out)
+	}
 }
 
 // newKubeGPURig is a kubeRig whose only node is the Docker node stand-in
