@@ -45,7 +45,9 @@ type Executor interface {
 	// Run executes one node to completion. It returns when the container has
 	// exited and its outputs are in Job.OutputDir (or, Stored, in the
 	// store), or when ctx is cancelled,
-	// after it removed what it started.
+	// after it removed what it started. An executor that is a Waiter may
+	// remove the exited container of a job that was not cancelled after Run
+	// returned, in the background; Wait waits for that.
 	//
 	// The returned error is non-nil only when the executor could not carry
 	// the job through: a bad Job, a missing image, an unreachable daemon, a
@@ -54,6 +56,19 @@ type Executor interface {
 	// a limit is not an error: Result.Reason and Result.ExitCode tell. Result
 	// is filled as far as the run got, also when err is non-nil.
 	Run(ctx context.Context, job Job) (Result, error)
+}
+
+// Waiter is implemented by an executor that finishes some of its work in
+// the background after Run returned: the Docker executor removes the
+// containers of jobs that ended while the next ones run. Wait returns once
+// all of that work, started before the call, is done (or ctx is done), with
+// the errors it met since the previous Wait, each naming its container and
+// node; nothing is left of those jobs when it returned nil. Run (the
+// pipeline's) calls Wait on each of its executors before it returns, so a
+// run leaves nothing behind, also when it was cancelled. It is safe for
+// concurrent use, also with Run.
+type Waiter interface {
+	Wait(ctx context.Context) error
 }
 
 // Job is one node, ready to run: everything in it is already resolved

@@ -364,6 +364,8 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 	if r.tmp, err = os.MkdirTemp(r.opts.TempDir, "sluice-run-"); err != nil {
 		return nil, fmt.Errorf("make a working directory: %w", err)
 	}
+	// Last of all, the executors' background work (deferred first).
+	defer r.waitExecutors(ctx)
 	if r.repo, err = snapshotRepository(ctx, r.opts.RepoDir, filepath.Join(r.tmp, "repository")); err != nil {
 		return nil, err
 	}
@@ -532,6 +534,32 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 	}
 	return r.rec, fmt.Errorf("run %s %s: %s: %w", r.rec.ID, r.rec.Status, r.rec.Reason, ErrPipelineFailed)
 }
+
+// waitExecutors waits for what the run's executors still do in the
+// background (Waiter: the removal of finished containers), also when the
+// run was cancelled; what they could not finish is logged.
+func (r *pipelineRun) waitExecutors(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), waitExecutorsTimeout)
+	defer cancel()
+	execs := []Executor{r.opts.Executor}
+	for _, env := range r.opts.Environments {
+		execs = append(execs, env.Executor)
+	}
+	for _, e := range execs {
+		w, ok := e.(Waiter)
+		if !ok {
+			continue
+		}
+		if err := w.Wait(ctx); err != nil {
+			r.log.Warn("the run left something behind", "run", r.rec.ID, "err", err)
+		}
+	}
+}
+
+// waitExecutorsTimeout bounds how long a run waits for its executors'
+// background work once its nodes ended; each removal has its own, shorter
+// bound (runner/docker's CleanupTimeout), so this is only a guard.
+const waitExecutorsTimeout = 2 * time.Minute
 
 // skipReason says why a ready node must not run: a node it waits for failed
 // or was skipped, and that node's on-error does not let the pipeline continue.

@@ -9,7 +9,8 @@
 // default a probe, once per Executor, decides.
 //
 // Every container it creates carries the labels sluice.run=<run id> and
-// sluice.node=<node>, and is removed when Run returns; Cleanup removes the
+// sluice.node=<node>, and is removed when Run returns (in the background
+// when the job was not cancelled: Wait waits for those); Cleanup removes the
 // ones a killed process left behind.
 package docker
 
@@ -130,11 +131,15 @@ type Executor struct {
 
 	geteuid  func() int    // os.Geteuid; tests replace it
 	probeSem chan struct{} // held while probing
+	removing *removals     // the containers of finished jobs, being removed
 	probed   Transfer      // what the probe chose; empty until it ran
 	probeWhy string
 }
 
-var _ runner.Executor = (*Executor)(nil)
+var (
+	_ runner.Executor = (*Executor)(nil)
+	_ runner.Waiter   = (*Executor)(nil)
+)
 
 // New returns an Executor that talks to the engine through cli.
 func New(cli client.APIClient, opts Options) (*Executor, error) {
@@ -163,7 +168,7 @@ func New(cli client.APIClient, opts Options) (*Executor, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Executor{cli: cli, opts: opts, log: log, geteuid: os.Geteuid, probeSem: make(chan struct{}, 1)}, nil
+	return &Executor{cli: cli, opts: opts, log: log, geteuid: os.Geteuid, probeSem: make(chan struct{}, 1), removing: newRemovals()}, nil
 }
 
 // NewFromEnv returns an Executor on the engine that DOCKER_HOST,
@@ -223,35 +228,44 @@ func (e *Executor) Run(ctx context.Context, job runner.Job) (res runner.Result, 
 	hostCfg.NetworkMode = container.NetworkMode(e.opts.Network)
 	res.Warnings = append(res.Warnings, warnings...)
 	var jobDir string // with TransferBind, the host directory behind /valohai
-	if transfer == TransferBind {
-		if jobDir, err = prepareJobDir(e.opts.TempDir, job, !isRootUser(user), e.opts.Now()); err != nil {
-			return res, fmt.Errorf("node %s: %w", job.Node, err)
+	var id string     // the container, once created
+	// The container, then the job directory, are removed when Run returns:
+	// in the background when the job ran its course (Wait waits for it), at
+	// once when it was cancelled, so that Run leaves nothing then.
+	defer func() {
+		if ctx.Err() == nil && id != "" {
+			e.removeLater(id, job.Node, jobDir)
+			return
 		}
-		// Deferred before the container's removal, so it runs after it.
-		defer func() {
+		if id != "" {
+			if rmErr := e.remove(ctx, id); rmErr != nil {
+				log.Warn("remove container", "err", rmErr)
+				res.Warnings = append(res.Warnings, fmt.Sprintf("container %s not removed: %v (sluice clean removes it)", shortID(id), rmErr))
+			}
+		}
+		if jobDir != "" {
 			if err := removeJobDir(jobDir); err != nil {
 				log.Warn("remove job directory", "err", err)
 				res.Warnings = append(res.Warnings, fmt.Sprintf("job directory %s not removed: %v", jobDir, err))
 			}
-		}()
+		}
+	}()
+	if transfer == TransferBind {
+		if jobDir, err = prepareJobDir(e.opts.TempDir, job, !isRootUser(user), e.opts.Now()); err != nil {
+			return res, fmt.Errorf("node %s: %w", job.Node, err)
+		}
 		hostCfg.Mounts = bindMounts(jobDir)
 	}
 	created, err := e.cli.ContainerCreate(ctx, cfg, hostCfg, nil, nil, containerName(job))
 	if err != nil {
 		return res, fmt.Errorf("node %s: create container: %w", job.Node, err)
 	}
-	id := created.ID
+	id = created.ID
 	log = log.With("container", shortID(id))
 	log.Debug("container created", "image", job.Image)
 	for _, w := range created.Warnings {
 		res.Warnings = append(res.Warnings, "docker: "+w)
 	}
-	defer func() {
-		if rmErr := e.remove(ctx, id); rmErr != nil {
-			log.Warn("remove container", "err", rmErr)
-			res.Warnings = append(res.Warnings, fmt.Sprintf("container %s not removed: %v (sluice cleanup removes it)", shortID(id), rmErr))
-		}
-	}()
 
 	if transfer != TransferBind {
 		if err := e.copyIn(ctx, id, job); err != nil {
