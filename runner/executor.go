@@ -71,6 +71,40 @@ type Waiter interface {
 	Wait(ctx context.Context) error
 }
 
+// Preparer is implemented by an executor that can make a job's container
+// ahead, while the nodes the job waits for still run: what is known before
+// its inputs exist (the image, the command, the environment, the
+// resources, the repository copy) is set up, and Prepared.Run adds the rest
+// and starts it. The scheduler prepares a few nodes ahead, those whose
+// command does not depend on what upstream nodes print (no parameter or
+// environment edges into them); an executor that is not a Preparer runs
+// every job through Run, as before.
+type Preparer interface {
+	// Prepare makes job's container, without starting it. job is complete
+	// but for what only exists later: Inputs, OutputDir, Stdout, Stderr,
+	// Attempt. ctx bounds the preparation only: a Prepared outlives it. An
+	// error (the executor cannot prepare this job, e.g. with a transfer that
+	// needs the inputs first) means the job runs through Run as usual; the
+	// preparation left nothing behind then.
+	Prepare(ctx context.Context, job Job) (Prepared, error)
+}
+
+// Prepared is a job's container made ahead by a Preparer. Exactly one of
+// Run and Discard should be called; calling Discard after Run, or twice, is
+// harmless.
+type Prepared interface {
+	// Run is Executor.Run on the prepared container: job is the prepared
+	// job, completed (Inputs, OutputDir, the output sinks, Attempt). When
+	// job differs from the prepared one in what the container was made with
+	// (image, command, environment, resources, repository), Run discards the
+	// container and runs job as Executor.Run does, so the result is the
+	// same either way.
+	Run(ctx context.Context, job Job) (Result, error)
+	// Discard removes what Prepare made. The removal may go on in the
+	// background, as the executor's Waiter says.
+	Discard()
+}
+
 // Job is one node, ready to run: everything in it is already resolved
 // (parameters rendered into Command, inputs fetched or openable).
 type Job struct {

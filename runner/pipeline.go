@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-ci/sluice/internal/liveness"
@@ -167,6 +168,13 @@ type pipelineRun struct {
 	spent       float64
 	costReason  string
 	stopForCost func()
+
+	// preps are the containers made ahead (prepareAhead); executing counts
+	// the nodes running a container, and wake (poke) tells the scheduler
+	// when that changed.
+	preps     preparations
+	executing atomic.Int32
+	wake      chan struct{}
 }
 
 // spend adds to the run's estimated cost and stops the run once it crosses
@@ -233,7 +241,8 @@ func newPipelineRun(opts Options) (*pipelineRun, error) {
 		return nil, err
 	}
 	r := &pipelineRun{opts: opts, graph: g, plans: map[string]*spec.NodePlan{}, now: now, log: logger,
-		values: map[string]*nodeValues{}, slots: make(chan struct{}, opts.Concurrency)}
+		values: map[string]*nodeValues{}, slots: make(chan struct{}, opts.Concurrency), wake: make(chan struct{}, 1),
+		preps: preparations{live: map[string]*preparation{}, tried: map[string]bool{}}}
 	for _, np := range plans {
 		r.plans[np.Node.Name] = np
 	}
@@ -416,6 +425,7 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 						r.setNode(n.Name, func(nr *store.NodeRun) { nr.Status, nr.Reason = store.StatusWouldRun, rest })
 					} else {
 						r.finishSkipped(n.Name, why)
+						r.preps.drop(n.Name)
 					}
 					done[n.Name] = true
 					continue
@@ -434,7 +444,21 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 			}
 			break
 		}
-		res := <-results
+		if !stopping {
+			r.prepareAhead(runCtx, done, started)
+		}
+		var res result
+	waitResult:
+		for {
+			select {
+			case res = <-results:
+				break waitResult
+			case <-r.wake:
+				if !stopping {
+					r.prepareAhead(runCtx, done, started)
+				}
+			}
+		}
 		running--
 		done[res.node] = true
 		if r.opts.OnNodeDone != nil {
@@ -482,6 +506,8 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 		}
 	}
 
+	// The containers made ahead for nodes that did not run are removed.
+	r.preps.dropAll()
 	// Whatever never started is skipped.
 	for _, nr := range r.rec.Nodes {
 		if nr.Status == store.StatusPending {

@@ -41,6 +41,7 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/sluice-ci/sluice/runner"
+	"github.com/sluice-ci/sluice/runner/contract"
 )
 
 // Labels put on every container.
@@ -195,14 +196,7 @@ func (e *Executor) Client() client.APIClient { return e.cli }
 // Run implements runner.Executor.
 func (e *Executor) Run(ctx context.Context, job runner.Job) (res runner.Result, err error) {
 	res = runner.Result{ExitCode: -1, Reason: runner.ReasonError}
-	defer func() {
-		if err != nil && res.Reason == runner.ReasonError && ctx.Err() != nil {
-			res.Reason = runner.ReasonCancelled
-			if !errors.Is(err, ctx.Err()) {
-				err = fmt.Errorf("%w (%w)", err, ctx.Err())
-			}
-		}
-	}()
+	defer cancelledReason(ctx, &res, &err)
 	if err := job.Validate(); err != nil {
 		return res, err
 	}
@@ -212,66 +206,147 @@ func (e *Executor) Run(ctx context.Context, job runner.Job) (res runner.Result, 
 	if e.opts.Transfer == TransferStore {
 		return e.runAgent(ctx, job)
 	}
-	log := e.log.With("run", job.RunID, "node", job.Node)
-
-	digest, user, err := e.ensureImage(ctx, job.Image)
+	c, err := e.create(ctx, job, contract.PartAll)
 	if err != nil {
-		return res, fmt.Errorf("node %s: %w", job.Node, err)
+		return res, err
 	}
-	res.ImageDigest = digest
-	transfer, err := e.transfer(ctx, job.Image, job.RunID)
-	if err != nil {
-		return res, fmt.Errorf("node %s: choose how files go to the container: %w", job.Node, err)
-	}
+	return e.runIn(ctx, job, c)
+}
 
+// cancelledReason makes the result of a run that failed because ctx was
+// done say so (ReasonCancelled, an error wrapping ctx.Err()).
+func cancelledReason(ctx context.Context, res *runner.Result, err *error) {
+	if *err != nil && res.Reason == runner.ReasonError && ctx.Err() != nil {
+		res.Reason = runner.ReasonCancelled
+		if !errors.Is(*err, ctx.Err()) {
+			*err = fmt.Errorf("%w (%w)", *err, ctx.Err())
+		}
+	}
+}
+
+// jobContainer is a created container of a job, not started yet.
+type jobContainer struct {
+	id     string
+	node   string
+	jobDir string // with TransferBind, the host directory behind /valohai
+	// transfer is how files go in and out; user is the image's USER.
+	transfer Transfer
+	user     string
+	digest   string
+	warnings []string
+	// cfg and host are what the container was created with (host without
+	// its mounts), to tell whether a job can run in it.
+	cfg  *container.Config
+	host *container.HostConfig
+}
+
+// create makes job's container, with the given part of its /valohai tree
+// in it (copied in, or in its job directory): the image is there (the pull
+// policy applied), the container created, nothing started. On error it
+// leaves nothing behind.
+func (e *Executor) create(ctx context.Context, job runner.Job, part contract.Part) (c *jobContainer, err error) {
+	c = &jobContainer{node: job.Node}
+	if c.digest, c.user, err = e.ensureImage(ctx, job.Image); err != nil {
+		return nil, fmt.Errorf("node %s: %w", job.Node, err)
+	}
+	if c.transfer, err = e.transfer(ctx, job.Image, job.RunID); err != nil {
+		return nil, fmt.Errorf("node %s: choose how files go to the container: %w", job.Node, err)
+	}
 	cfg, hostCfg, warnings := containerConfig(job)
 	hostCfg.NetworkMode = container.NetworkMode(e.opts.Network)
-	res.Warnings = append(res.Warnings, warnings...)
-	var jobDir string // with TransferBind, the host directory behind /valohai
-	var id string     // the container, once created
-	// The container, then the job directory, are removed when Run returns:
-	// in the background when the job ran its course (Wait waits for it), at
-	// once when it was cancelled, so that Run leaves nothing then.
+	c.warnings = warnings
+	c.cfg, c.host = cfg, hostCfg
 	defer func() {
-		if ctx.Err() == nil && id != "" {
-			e.removeLater(id, job.Node, jobDir)
-			return
-		}
-		if id != "" {
-			if rmErr := e.remove(ctx, id); rmErr != nil {
-				log.Warn("remove container", "err", rmErr)
-				res.Warnings = append(res.Warnings, fmt.Sprintf("container %s not removed: %v (sluice clean removes it)", shortID(id), rmErr))
-			}
-		}
-		if jobDir != "" {
-			if err := removeJobDir(jobDir); err != nil {
-				log.Warn("remove job directory", "err", err)
-				res.Warnings = append(res.Warnings, fmt.Sprintf("job directory %s not removed: %v", jobDir, err))
+		if err != nil && c != nil {
+			var res runner.Result
+			e.release(context.WithoutCancel(ctx), c, &res, false)
+			for _, w := range res.Warnings {
+				e.log.Warn(w, "node", job.Node)
 			}
 		}
 	}()
-	if transfer == TransferBind {
-		if jobDir, err = prepareJobDir(e.opts.TempDir, job, !isRootUser(user), e.opts.Now()); err != nil {
-			return res, fmt.Errorf("node %s: %w", job.Node, err)
+	if c.transfer == TransferBind {
+		if c.jobDir, err = prepareJobDir(e.opts.TempDir, job, !isRootUser(c.user), e.opts.Now(), part); err != nil {
+			return c, fmt.Errorf("node %s: %w", job.Node, err)
 		}
-		hostCfg.Mounts = bindMounts(jobDir)
+		withMounts := *hostCfg
+		withMounts.Mounts = bindMounts(c.jobDir)
+		hostCfg = &withMounts
 	}
-	created, err := e.cli.ContainerCreate(ctx, cfg, hostCfg, nil, nil, containerName(job))
+	// The create is not cut short by ctx: a create cancelled in flight may
+	// still make the container, with no id to remove it by. It is bounded
+	// by CleanupTimeout instead, and a ctx done meanwhile removes it.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.opts.CleanupTimeout)
+	created, err := e.cli.ContainerCreate(cctx, cfg, hostCfg, nil, nil, containerName(job))
+	cancel()
 	if err != nil {
-		return res, fmt.Errorf("node %s: create container: %w", job.Node, err)
+		return c, fmt.Errorf("node %s: create container: %w", job.Node, err)
 	}
-	id = created.ID
-	log = log.With("container", shortID(id))
-	log.Debug("container created", "image", job.Image)
+	c.id = created.ID
+	if err := ctx.Err(); err != nil {
+		return c, fmt.Errorf("node %s: %w", job.Node, err)
+	}
+	e.log.Debug("container created", "run", job.RunID, "node", job.Node, "container", shortID(c.id), "image", job.Image)
 	for _, w := range created.Warnings {
-		res.Warnings = append(res.Warnings, "docker: "+w)
+		c.warnings = append(c.warnings, "docker: "+w)
 	}
-
-	if transfer != TransferBind {
-		if err := e.copyIn(ctx, id, job); err != nil {
-			return res, fmt.Errorf("node %s: %w", job.Node, err)
+	if c.transfer != TransferBind {
+		if err := e.copyIn(ctx, c.id, job, part); err != nil {
+			return c, fmt.Errorf("node %s: %w", job.Node, err)
 		}
 	}
+	return c, nil
+}
+
+// complete puts the given part of job's /valohai tree into the container
+// made with the rest.
+func (e *Executor) complete(ctx context.Context, c *jobContainer, job runner.Job, part contract.Part) error {
+	if c.transfer == TransferBind {
+		if err := contract.WriteDirPart(filepath.Join(c.jobDir, "valohai"), job, !isRootUser(c.user), e.opts.Now(), part); err != nil {
+			return fmt.Errorf("node %s: prepare %s: %w", job.Node, c.jobDir, err)
+		}
+		return nil
+	}
+	if err := e.copyIn(ctx, c.id, job, part); err != nil {
+		return fmt.Errorf("node %s: %w", job.Node, err)
+	}
+	return nil
+}
+
+// release removes the container, then the job directory: in the
+// background when background is set (Wait waits for it), else at once,
+// telling what failed in res.Warnings.
+func (e *Executor) release(ctx context.Context, c *jobContainer, res *runner.Result, background bool) {
+	if background && c.id != "" {
+		e.removeLater(c.id, c.node, c.jobDir)
+		return
+	}
+	if c.id != "" {
+		if rmErr := e.remove(ctx, c.id); rmErr != nil {
+			e.log.Warn("remove container", "node", c.node, "container", shortID(c.id), "err", rmErr)
+			res.Warnings = append(res.Warnings, fmt.Sprintf("container %s not removed: %v (sluice clean removes it)", shortID(c.id), rmErr))
+		}
+	}
+	if c.jobDir != "" {
+		if err := removeJobDir(c.jobDir); err != nil {
+			e.log.Warn("remove job directory", "node", c.node, "err", err)
+			res.Warnings = append(res.Warnings, fmt.Sprintf("job directory %s not removed: %v", c.jobDir, err))
+		}
+	}
+}
+
+// runIn starts the created container c of job, streams its logs, enforces
+// the limits, waits for its exit and copies its outputs out. The container,
+// and its job directory, are removed when it returns: in the background
+// when the job ran its course (Wait waits for it), at once when it was
+// cancelled, so that Run leaves nothing then.
+func (e *Executor) runIn(ctx context.Context, job runner.Job, c *jobContainer) (res runner.Result, err error) {
+	res = runner.Result{ExitCode: -1, Reason: runner.ReasonError, ImageDigest: c.digest}
+	res.Warnings = append(res.Warnings, c.warnings...)
+	defer cancelledReason(ctx, &res, &err)
+	defer func() { e.release(ctx, c, &res, ctx.Err() == nil) }()
+	id, jobDir, transfer := c.id, c.jobDir, c.transfer
+	log := e.log.With("run", job.RunID, "node", job.Node, "container", shortID(id))
 
 	// Calls that must outlive a cancelled ctx long enough to clean up run on
 	// opCtx; it is cancelled when Run returns.
