@@ -77,9 +77,7 @@ func (r *pipelineRun) runNode(ctx context.Context, n *spec.Node) *store.NodeRun 
 	r.setNode(n.Name, func(nr *store.NodeRun) { nr.Status, nr.Inputs = store.StatusRunning, inputFiles })
 	// The record says which nodes run, for a sluice that would find it
 	// left behind; a failed write is the heartbeat's to retry.
-	if err := r.save(ctx); err != nil {
-		r.log.Warn("cannot write the run record", "run", r.rec.ID, "err", err)
-	}
+	r.saveSoon()
 	if act := evalActions(n, "node-starting", vals, func(msg string) { r.printf(n.Name, "%s", msg) }); act.then != "" {
 		return fail("%s", act.why)
 	}
@@ -110,9 +108,7 @@ func (r *pipelineRun) runNode(ctx context.Context, n *spec.Node) *store.NodeRun 
 	default:
 		r.printf(n.Name, "%s: %s", out.Status, out.Reason)
 	}
-	if err := r.save(ctx); err != nil {
-		r.log.Warn("saving the run record failed", "err", err)
-	}
+	r.saveSoon()
 	return out
 }
 

@@ -1,7 +1,9 @@
 package runner
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -145,9 +147,13 @@ type pipelineRun struct {
 	now   func() time.Time
 	log   *slog.Logger
 
-	mu     sync.Mutex // guards rec and the nodes' results, and writes to opts.Log
-	saved  time.Time  // when rec was last written
-	values map[string]*nodeValues
+	mu    sync.Mutex // guards rec and the nodes' results, and writes to opts.Log
+	saved time.Time  // when rec was last written
+	// writeMu orders the record's writes (save); saveReq asks the
+	// background saver for one (saveSoon).
+	writeMu sync.Mutex
+	saveReq chan struct{}
+	values  map[string]*nodeValues
 	// slots holds a token for each running container: at most Concurrency,
 	// task executions included.
 	slots chan struct{}
@@ -241,7 +247,7 @@ func newPipelineRun(opts Options) (*pipelineRun, error) {
 		return nil, err
 	}
 	r := &pipelineRun{opts: opts, graph: g, plans: map[string]*spec.NodePlan{}, now: now, log: logger,
-		values: map[string]*nodeValues{}, slots: make(chan struct{}, opts.Concurrency), wake: make(chan struct{}, 1),
+		values: map[string]*nodeValues{}, slots: make(chan struct{}, opts.Concurrency), wake: make(chan struct{}, 1), saveReq: make(chan struct{}, 1),
 		preps: preparations{live: map[string]*preparation{}, tried: map[string]bool{}}}
 	for _, np := range plans {
 		r.plans[np.Node.Name] = np
@@ -329,16 +335,64 @@ func NewRunID(t time.Time) string {
 	return t.UTC().Format("20060102T150405.000000Z") + "-" + randomHex(3)
 }
 
-// save writes the record, with a new heartbeat.
+// save writes the record, with a new heartbeat. The record is encoded
+// under r.mu and written without it, so that the nodes' log lines and
+// status changes do not wait for the store; saves are written in the order
+// they were encoded (writeMu), so a later state is never overwritten by an
+// earlier one.
 func (r *pipelineRun) save(ctx context.Context) error {
 	if r.opts.DryRun {
 		return nil
 	}
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.rec.Heartbeat = r.now().UTC()
 	r.saved = r.rec.Heartbeat
-	return store.PutRun(context.WithoutCancel(ctx), r.opts.Store, r.rec)
+	id := r.rec.ID
+	data, err := json.MarshalIndent(r.rec, "", "  ") // as store.PutRun encodes it
+	r.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("encode run %s: %w", id, err)
+	}
+	if _, err := r.opts.Store.Put(context.WithoutCancel(ctx), store.RunKey(id), bytes.NewReader(append(data, '\n'))); err != nil {
+		return fmt.Errorf("write run %s: %w", id, err)
+	}
+	return nil
+}
+
+// saveSoon asks the background saver (saver) to write the record: the
+// writes a node's start and end call for are off the critical path of the
+// nodes that follow. Requests made while a write is going are folded into
+// one more write, of the state at that time.
+func (r *pipelineRun) saveSoon() {
+	select {
+	case r.saveReq <- struct{}{}:
+	default:
+	}
+}
+
+// saver writes the record each time saveSoon asks, until stop is closed;
+// it writes once more then if a request is pending.
+func (r *pipelineRun) saver(ctx context.Context, stop <-chan struct{}) {
+	write := func() {
+		if err := r.save(ctx); err != nil {
+			r.log.Warn("cannot write the run record", "run", r.rec.ID, "err", err)
+		}
+	}
+	for {
+		select {
+		case <-r.saveReq:
+			write()
+		case <-stop:
+			select {
+			case <-r.saveReq:
+				write()
+			default:
+			}
+			return
+		}
+	}
 }
 
 // heartbeat writes the record whenever HeartbeatEvery has passed since it
@@ -390,6 +444,14 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 		}()
 		defer func() { close(stopBeat); <-beating }()
 	}
+	// The background saver stops before the record's last write below.
+	stopSaver, saverDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(saverDone)
+		r.saver(ctx, stopSaver)
+	}()
+	stopSaving := sync.OnceFunc(func() { close(stopSaver); <-saverDone })
+	defer stopSaving()
 
 	runCtx, cancelAll := context.WithCancel(ctx)
 	defer cancelAll()
@@ -508,6 +570,7 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 
 	// The containers made ahead for nodes that did not run are removed.
 	r.preps.dropAll()
+	stopSaving()
 	// Whatever never started is skipped.
 	for _, nr := range r.rec.Nodes {
 		if nr.Status == store.StatusPending {
