@@ -170,6 +170,12 @@ type Job struct {
 	// time, for the node's log (a VM was scheduled, a try was preempted).
 	// It may be called from any goroutine, never after Run returned.
 	Progress func(line string)
+	// Activity, when set, is told what the executor is doing for the job
+	// now, in a few words ("pulling image", "copying in", "running",
+	// "copying out"), for a live display; "running" means the command
+	// started. It may be called from any goroutine, never after Run
+	// returned.
+	Activity func(what string)
 	// Spend, when set, is told of the estimated cost in USD the job has
 	// added since the last call, as it accrues (for the run's max-cost).
 	Spend func(usd float64)

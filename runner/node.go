@@ -66,6 +66,7 @@ func (r *pipelineRun) runNode(ctx context.Context, n *spec.Node) *store.NodeRun 
 			return fail("%v", err)
 		}
 	}
+	r.activity(n.Name, "resolving inputs")
 	inputs, inputFiles, err := r.resolveInputs(ctx, n, np)
 	if err != nil {
 		return fail("%v", err)
@@ -194,6 +195,7 @@ func (r *pipelineRun) execute(ctx context.Context, x execution) (*store.NodeRun,
 	r.executing.Add(1)
 	defer r.executing.Add(-1)
 	r.poke()
+	r.activity(x.label, "waiting for a slot")
 	release, ok := r.acquire(ctx, slug)
 	if !ok {
 		nr.Status, nr.Reason = store.StatusCancelled, "the run was cancelled"
@@ -206,6 +208,7 @@ func (r *pipelineRun) execute(ctx context.Context, x execution) (*store.NodeRun,
 		return nr, nil
 	}
 	defer log.close()
+	r.activity(x.label, "storing outputs")
 	r.finish(ctx, x, job, res, err, log, nr)
 	return nr, log.metadata
 }
@@ -234,6 +237,7 @@ func (r *pipelineRun) jobOf(x execution, nr *store.NodeRun) (Job, string, Execut
 			return r.snapshot.get(ctx, r.opts.Store, r.repo)
 		},
 		Progress: func(line string) { r.printf(label, "%s", line) },
+		Activity: func(what string) { r.activity(label, what) },
 		Spend:    func(usd float64) { r.spend(label, usd) },
 	}
 	if x.variant != "" {
@@ -347,6 +351,7 @@ func (r *pipelineRun) attempts(ctx context.Context, x execution, exec Executor, 
 		job.Stdout, job.Stderr = log.writer(false), log.writer(true)
 		nr.Attempts, nr.Started = attempt, r.now().UTC()
 		job.Attempt = attempt
+		r.activity(x.label, "starting")
 		if attempt == 1 && prep != nil {
 			res, err = prep.Run(ctx, *job)
 		} else {

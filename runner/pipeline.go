@@ -87,6 +87,12 @@ type Options struct {
 	// live status display). It is called from the node's goroutine, never
 	// with a lock held.
 	OnNodeStatus func(node string, status store.Status)
+	// OnNodeActivity, when set, is told what a running node (or task
+	// execution: NODE[VARIANT]) is doing now, in a few words: "resolving
+	// inputs", "waiting for a slot", the executor's (Job.Activity: "pulling
+	// image", "copying in", "running", ...), "storing outputs". It is called
+	// from any goroutine, never with a lock held; it must return quickly.
+	OnNodeActivity func(node, activity string)
 	// MaxCost caps the run's estimated cloud cost in USD, as executors report
 	// it (Job.Spend): once crossed, the run is stopped and fails, saying so.
 	// Zero means no cap.
@@ -681,6 +687,13 @@ func (r *pipelineRun) setNode(name string, fn func(*store.NodeRun)) {
 	status := nr.Status
 	r.mu.Unlock()
 	r.notify(name, status)
+}
+
+// activity tells OnNodeActivity what the node (or execution label) does.
+func (r *pipelineRun) activity(label, what string) {
+	if r.opts.OnNodeActivity != nil {
+		r.opts.OnNodeActivity(label, what)
+	}
 }
 
 func (r *pipelineRun) notify(name string, status store.Status) {

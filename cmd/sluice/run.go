@@ -153,10 +153,10 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			}
 			log, stopLive := io.Writer(stdout), func() {}
 			var onStatus func(string, store.Status)
-			if isTerminal(stdout) {
+			var onActivity func(string, string)
+			if liveTerminal(stdout, os.Getenv) {
 				live := newLiveStatus(stdout, len(p.Nodes), timeNow)
-				live.Start()
-				log, onStatus, stopLive = live, live.Node, live.Stop
+				log, onStatus, onActivity, stopLive = live, live.Node, live.Activity, live.Stop
 			}
 			runID := runner.NewRunID(timeNow())
 			fmt.Fprintf(stderr, "sluice: run %s of pipeline %q (%d nodes, concurrency %d)\n", runID, p.Name, len(p.Nodes), concurrency)
@@ -164,7 +164,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			defer gs.Close()
 			rec, err := runner.Run(cmd.Context(), runner.Options{GS: gs, HTTP: httpClient,
 				Config: cfg, Pipeline: p, Params: values, Executor: ex.local, Environments: ex.envs, Store: st, RepoDir: repo,
-				Concurrency: concurrency, RunID: runID, Log: log, Logger: logger, OnNodeStatus: onStatus,
+				Concurrency: concurrency, RunID: runID, Log: log, Logger: logger, OnNodeStatus: onStatus, OnNodeActivity: onActivity,
 				NoCache: noCacheAll, NoCacheNodes: noCacheNodes, Sluice: sc, ApprovalHint: approvalHint(sc), MaxCost: maxCost(sc),
 				Commit: gitOutput(repo, "rev-parse", "HEAD"), Branch: gitOutput(repo, "rev-parse", "--abbrev-ref", "HEAD"),
 			})

@@ -246,7 +246,7 @@ type jobContainer struct {
 // leaves nothing behind.
 func (e *Executor) create(ctx context.Context, job runner.Job, part contract.Part) (c *jobContainer, err error) {
 	c = &jobContainer{node: job.Node}
-	if c.digest, c.user, err = e.ensureImage(ctx, job.Image); err != nil {
+	if c.digest, c.user, err = e.ensureImage(ctx, job.Image, job.Activity); err != nil {
 		return nil, fmt.Errorf("node %s: %w", job.Node, err)
 	}
 	if c.transfer, err = e.transfer(ctx, job.Image, job.RunID); err != nil {
@@ -291,6 +291,7 @@ func (e *Executor) create(ctx context.Context, job runner.Job, part contract.Par
 		c.warnings = append(c.warnings, "docker: "+w)
 	}
 	if c.transfer != TransferBind {
+		tell(job.Activity, "copying in")
 		if err := e.copyIn(ctx, c.id, job, part); err != nil {
 			return c, fmt.Errorf("node %s: %w", job.Node, err)
 		}
@@ -298,9 +299,17 @@ func (e *Executor) create(ctx context.Context, job runner.Job, part contract.Par
 	return c, nil
 }
 
+// tell calls activity, when set.
+func tell(activity func(string), what string) {
+	if activity != nil {
+		activity(what)
+	}
+}
+
 // complete puts the given part of job's /valohai tree into the container
 // made with the rest.
 func (e *Executor) complete(ctx context.Context, c *jobContainer, job runner.Job, part contract.Part) error {
+	tell(job.Activity, "copying in")
 	if c.transfer == TransferBind {
 		if err := contract.WriteDirPart(filepath.Join(c.jobDir, "valohai"), job, !isRootUser(c.user), e.opts.Now(), part); err != nil {
 			return fmt.Errorf("node %s: prepare %s: %w", job.Node, c.jobDir, err)
@@ -359,6 +368,7 @@ func (e *Executor) runIn(ctx context.Context, job runner.Job, c *jobContainer) (
 		return res, fmt.Errorf("node %s: start container: %w", job.Node, err)
 	}
 	res.Started = e.opts.Now()
+	tell(job.Activity, "running")
 	log.Debug("container started")
 
 	var lastOutput atomic.Int64
@@ -468,6 +478,7 @@ wait:
 	finishLogs(10 * time.Second)
 
 	if job.OutputDir != "" {
+		tell(job.Activity, "copying out")
 		res.Reason = runner.ReasonError // until the outputs are out
 		var (
 			outs     []runner.OutputFile
@@ -502,8 +513,9 @@ wait:
 
 // ensureImage applies the pull policy and returns the image's digest and
 // user (its USER, empty for root).
-func (e *Executor) ensureImage(ctx context.Context, ref string) (string, string, error) {
+func (e *Executor) ensureImage(ctx context.Context, ref string, activity func(string)) (string, string, error) {
 	if e.opts.Pull == PullAlways {
+		tell(activity, "pulling image")
 		if err := e.pull(ctx, ref); err != nil {
 			return "", "", err
 		}
@@ -513,6 +525,7 @@ func (e *Executor) ensureImage(ctx context.Context, ref string) (string, string,
 		if e.opts.Pull == PullNever {
 			return "", "", fmt.Errorf("image %s is not on the Docker host and the pull policy is never: %w", ref, ErrImageNotFound)
 		}
+		tell(activity, "pulling image")
 		if err := e.pull(ctx, ref); err != nil {
 			return "", "", err
 		}
