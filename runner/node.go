@@ -24,6 +24,9 @@ func randomHex(n int) string {
 func (r *pipelineRun) runNode(ctx context.Context, n *spec.Node) *store.NodeRun {
 	np := r.plans[n.Name]
 	fail := func(format string, args ...any) *store.NodeRun {
+		// A container made ahead for the node is not needed now, nor is
+		// its place among those made ahead.
+		r.preps.drop(n.Name)
 		reason := fmt.Sprintf(format, args...)
 		r.printf(n.Name, "failed: %s", reason)
 		status := store.StatusFailed

@@ -130,3 +130,30 @@ func TestPrepareAheadUpstreamFails(t *testing.T) {
 		t.Errorf("prepared %q, discarded %q, ran in %q; want b prepared and discarded", f.prepared, f.dropped, f.ranIn)
 	}
 }
+
+// A prepared node that fails before it runs (its node-starting action
+// stops it) has its container discarded (at once, so that it does not hold
+// a place among those made ahead until the run ends).
+func TestPrepareAheadNodeFailsBeforeRunning(t *testing.T) {
+	f := &preparingExec{}
+	f.behave = func(ctx context.Context, job Job) (Result, error) {
+		return succeed(ctx, job, 100*time.Millisecond, "", map[string]string{"x": job.Node})
+	}
+	yaml := `
+- step: {name: s, image: x, command: run, inputs: [{name: in, optional: true}]}
+- pipeline:
+    name: p
+    nodes:
+      - {name: a, type: execution, step: s}
+      - {name: b, type: execution, step: s, on-error: continue, actions: [{when: node-starting, then: error-pipeline}]}
+    edges:
+      - [a.output.x, b.input.in]
+`
+	rec, _ := runPipeline(t, yaml, f, nil, 1)
+	if rec.Node("b").Status != store.StatusFailed {
+		t.Fatalf("b: %s %s", rec.Node("b").Status, rec.Node("b").Reason)
+	}
+	if !slices.Equal(f.prepared, []string{"b"}) || !slices.Equal(f.dropped, []string{"b"}) {
+		t.Errorf("prepared %q, discarded %q; want b prepared and discarded", f.prepared, f.dropped)
+	}
+}
