@@ -16,6 +16,8 @@
 # Needs Docker, the test image (testdata/images/build.sh) and bc.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 IMAGE=sluice-test/busybox:latest
 N=${N:-5}
 root=$PWD
@@ -31,22 +33,6 @@ docker image inspect "$IMAGE" >/dev/null 2>&1 || bash testdata/images/build.sh
 now() { date +%s.%N; }
 elapsed() { echo "$(now) - $1" | bc; }
 load() { uptime | sed 's/.*load average: //'; }
-# median of the numbers on stdin
-median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
-
-chain_yaml() {
-	local n=$1
-	echo "- step: {name: first, image: \"$IMAGE\", command: \"echo 0 > /valohai/outputs/x.txt\"}"
-	echo "- step: {name: next, image: \"$IMAGE\", command: \"cat /valohai/inputs/in/x.txt > /valohai/outputs/x.txt; echo 1 >> /valohai/outputs/x.txt\", inputs: [{name: in}]}"
-	echo "- pipeline:"
-	echo "    name: chain"
-	echo "    nodes:"
-	echo "      - {name: s1, type: execution, step: first}"
-	for i in $(seq 2 "$n"); do echo "      - {name: s$i, type: execution, step: next}"; done
-	echo "    edges:"
-	for i in $(seq 2 "$n"); do echo "      - [s$((i - 1)).output.x.txt, s$i.input.in]"; done
-}
-
 fanout_yaml() {
 	local n=$1
 	echo "- step: {name: sleep, image: \"$IMAGE\", command: \"sleep 1\"}"
@@ -73,7 +59,7 @@ sluice_run() {
 chain() {
 	local dir=$work/chain n=20 ratios=() sl dk t0
 	mkdir -p "$dir"
-	chain_yaml $n >"$dir/valohai.yaml"
+	chain_yaml "$n" "$IMAGE" >"$dir/valohai.yaml"
 	sluice_run "$dir" >/dev/null # warm-up: page cache, the daemon's image layers
 	for p in $(seq 1 "$N"); do
 		sl=$(sluice_run "$dir")
