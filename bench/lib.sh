@@ -44,3 +44,6 @@ chain_yaml() {
 	echo "    edges:"
 	for i in $(seq 2 "$n"); do echo "      - [s$((i - 1)).output.x.txt, s$i.input.in]"; done
 }
+
+# median: the median of the numbers on stdin, one a line.
+median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }

@@ -9,6 +9,8 @@
 # Needs Docker and the test image (testdata/images/build.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 IMAGE=sluice-test/busybox:latest
 go build -o bin/sluice ./cmd/sluice
 work=$(mktemp -d)
@@ -20,17 +22,7 @@ elapsed() { echo "$(now) - $1" | bc; }
 chain() {
 	local dir=$work/chain n=20
 	mkdir -p "$dir"
-	{
-		echo "- step: {name: first, image: \"$IMAGE\", command: \"echo 0 > /valohai/outputs/x.txt\"}"
-		echo "- step: {name: next, image: \"$IMAGE\", command: \"cat /valohai/inputs/in/x.txt > /valohai/outputs/x.txt; echo 1 >> /valohai/outputs/x.txt\", inputs: [{name: in}]}"
-		echo "- pipeline:"
-		echo "    name: chain"
-		echo "    nodes:"
-		echo "      - {name: s1, type: execution, step: first}"
-		for i in $(seq 2 $n); do echo "      - {name: s$i, type: execution, step: next}"; done
-		echo "    edges:"
-		for i in $(seq 2 $n); do echo "      - [s$((i - 1)).output.x.txt, s$i.input.in]"; done
-	} >"$dir/valohai.yaml"
+	chain_yaml "$n" "$IMAGE" >"$dir/valohai.yaml"
 	local t0 floor sl
 	t0=$(now)
 	for _ in $(seq 1 $n); do docker run --rm "$IMAGE" sh -c 'echo 0 > /tmp/x.txt' >/dev/null; done

@@ -44,7 +44,6 @@ curl -sf -X POST -H 'Content-Type: application/json' -d '{"name":"bench"}' "$url
 
 now() { date +%s.%N; }
 elapsed() { echo "$(now) - $1" | bc; }
-median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 # store_yaml DIR: every node of DIR's pipeline runs with transfer: store.
 store_yaml() {

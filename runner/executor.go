@@ -45,7 +45,9 @@ type Executor interface {
 	// Run executes one node to completion. It returns when the container has
 	// exited and its outputs are in Job.OutputDir (or, Stored, in the
 	// store), or when ctx is cancelled,
-	// after it removed what it started.
+	// after it removed what it started. An executor that is a Waiter may
+	// remove the exited container of a job that was not cancelled after Run
+	// returned, in the background; Wait waits for that.
 	//
 	// The returned error is non-nil only when the executor could not carry
 	// the job through: a bad Job, a missing image, an unreachable daemon, a
@@ -54,6 +56,53 @@ type Executor interface {
 	// a limit is not an error: Result.Reason and Result.ExitCode tell. Result
 	// is filled as far as the run got, also when err is non-nil.
 	Run(ctx context.Context, job Job) (Result, error)
+}
+
+// Waiter is implemented by an executor that finishes some of its work in
+// the background after Run returned: the Docker executor removes the
+// containers of jobs that ended while the next ones run. Wait returns once
+// all of that work, started before the call, is done (or ctx is done), with
+// the errors it met since the previous Wait, each naming its container and
+// node; nothing is left of those jobs when it returned nil. Run (the
+// pipeline's) calls Wait on each of its executors before it returns, so a
+// run leaves nothing behind, also when it was cancelled. It is safe for
+// concurrent use, also with Run.
+type Waiter interface {
+	Wait(ctx context.Context) error
+}
+
+// Preparer is implemented by an executor that can make a job's container
+// ahead, while the nodes the job waits for still run: what is known before
+// its inputs exist (the image, the command, the environment, the
+// resources, the repository copy) is set up, and Prepared.Run adds the rest
+// and starts it. The scheduler prepares a few nodes ahead, those whose
+// command does not depend on what upstream nodes print (no parameter or
+// environment edges into them); an executor that is not a Preparer runs
+// every job through Run, as before.
+type Preparer interface {
+	// Prepare makes job's container, without starting it. job is complete
+	// but for what only exists later: Inputs, OutputDir, Stdout, Stderr,
+	// Attempt. ctx bounds the preparation only: a Prepared outlives it. An
+	// error (the executor cannot prepare this job, e.g. with a transfer that
+	// needs the inputs first) means the job runs through Run as usual; the
+	// preparation left nothing behind then.
+	Prepare(ctx context.Context, job Job) (Prepared, error)
+}
+
+// Prepared is a job's container made ahead by a Preparer. Exactly one of
+// Run and Discard should be called; calling Discard after Run, or twice, is
+// harmless.
+type Prepared interface {
+	// Run is Executor.Run on the prepared container: job is the prepared
+	// job, completed (Inputs, OutputDir, the output sinks, Attempt). When
+	// job differs from the prepared one in what the container was made with
+	// (image, command, environment, resources, repository), Run discards the
+	// container and runs job as Executor.Run does, so the result is the
+	// same either way.
+	Run(ctx context.Context, job Job) (Result, error)
+	// Discard removes what Prepare made. The removal may go on in the
+	// background, as the executor's Waiter says.
+	Discard()
 }
 
 // Job is one node, ready to run: everything in it is already resolved
@@ -121,6 +170,12 @@ type Job struct {
 	// time, for the node's log (a VM was scheduled, a try was preempted).
 	// It may be called from any goroutine, never after Run returned.
 	Progress func(line string)
+	// Activity, when set, is told what the executor is doing for the job
+	// now, in a few words ("pulling image", "copying in", "running",
+	// "copying out"), for a live display; "running" means the command
+	// started. It may be called from any goroutine, never after Run
+	// returned.
+	Activity func(what string)
 	// Spend, when set, is told of the estimated cost in USD the job has
 	// added since the last call, as it accrues (for the run's max-cost).
 	Spend func(usd float64)

@@ -24,6 +24,9 @@ func randomHex(n int) string {
 func (r *pipelineRun) runNode(ctx context.Context, n *spec.Node) *store.NodeRun {
 	np := r.plans[n.Name]
 	fail := func(format string, args ...any) *store.NodeRun {
+		// A container made ahead for the node is not needed now, nor is
+		// its place among those made ahead.
+		r.preps.drop(n.Name)
 		reason := fmt.Sprintf(format, args...)
 		r.printf(n.Name, "failed: %s", reason)
 		status := store.StatusFailed
@@ -46,18 +49,11 @@ func (r *pipelineRun) runNode(ctx context.Context, n *spec.Node) *store.NodeRun 
 		}
 		return fail("no step to run")
 	}
-	vals := &nodeValues{params: map[string]*spec.Value{}, metadata: map[string]any{}, env: map[string]string{}}
-	for k, v := range np.Params {
-		vals.params[k] = v
-	}
+	vals := baseValues(np)
 	if err := r.edgeValues(n, np, vals); err != nil {
 		return fail("%v", err)
 	}
-	for _, e := range np.Step.EnvVars {
-		if _, ok := vals.env[e.Name]; !ok && e.HasDefault {
-			vals.env[e.Name] = e.Default
-		}
-	}
+	stepEnvDefaults(np, vals)
 	variants := []spec.Variant{nil}
 	if n.Type == spec.NodeTask {
 		var err error
@@ -73,6 +69,7 @@ func (r *pipelineRun) runNode(ctx context.Context, n *spec.Node) *store.NodeRun 
 			return fail("%v", err)
 		}
 	}
+	r.activity(n.Name, "resolving inputs")
 	inputs, inputFiles, err := r.resolveInputs(ctx, n, np)
 	if err != nil {
 		return fail("%v", err)
@@ -84,9 +81,7 @@ func (r *pipelineRun) runNode(ctx context.Context, n *spec.Node) *store.NodeRun 
 	r.setNode(n.Name, func(nr *store.NodeRun) { nr.Status, nr.Inputs = store.StatusRunning, inputFiles })
 	// The record says which nodes run, for a sluice that would find it
 	// left behind; a failed write is the heartbeat's to retry.
-	if err := r.save(ctx); err != nil {
-		r.log.Warn("cannot write the run record", "run", r.rec.ID, "err", err)
-	}
+	r.saveSoon()
 	if act := evalActions(n, "node-starting", vals, func(msg string) { r.printf(n.Name, "%s", msg) }); act.then != "" {
 		return fail("%s", act.why)
 	}
@@ -117,9 +112,7 @@ func (r *pipelineRun) runNode(ctx context.Context, n *spec.Node) *store.NodeRun 
 	default:
 		r.printf(n.Name, "%s: %s", out.Status, out.Reason)
 	}
-	if err := r.save(ctx); err != nil {
-		r.log.Warn("saving the run record failed", "err", err)
-	}
+	r.saveSoon()
 	return out
 }
 
@@ -186,6 +179,13 @@ func newExecution(n *spec.Node, np *spec.NodePlan, params map[string]*spec.Value
 // JSON numbers, as it reads back from the store.
 func (r *pipelineRun) execute(ctx context.Context, x execution) (*store.NodeRun, map[string]any) {
 	nr := &store.NodeRun{Status: store.StatusFailed, Variant: x.variant}
+	// The container made ahead for the node, if any (prepareAhead); it is
+	// removed unless the first attempt runs in it.
+	var prep *preparation
+	if x.variant == "" {
+		prep = r.preps.take(x.node.Name)
+		defer prep.discard()
+	}
 	job, slug, exec, err := r.jobOf(x, nr)
 	if err != nil {
 		nr.Reason = err.Error()
@@ -194,18 +194,24 @@ func (r *pipelineRun) execute(ctx context.Context, x execution) (*store.NodeRun,
 	if out, meta, done := r.reuseOrPlan(ctx, x, exec, job, nr); done {
 		return out, meta
 	}
+	// It runs a container: the scheduler may prepare the next nodes'.
+	r.executing.Add(1)
+	defer r.executing.Add(-1)
+	r.poke()
+	r.activity(x.label, "waiting for a slot")
 	release, ok := r.acquire(ctx, slug)
 	if !ok {
 		nr.Status, nr.Reason = store.StatusCancelled, "the run was cancelled"
 		return nr, nil
 	}
 	defer release()
-	res, log, err := r.attempts(ctx, x, exec, &job, nr)
+	res, log, err := r.attempts(ctx, x, exec, prep.prepared(), &job, nr)
 	if log == nil {
 		nr.Reason = err.Error()
 		return nr, nil
 	}
 	defer log.close()
+	r.activity(x.label, "storing outputs")
 	r.finish(ctx, x, job, res, err, log, nr)
 	return nr, log.metadata
 }
@@ -234,6 +240,7 @@ func (r *pipelineRun) jobOf(x execution, nr *store.NodeRun) (Job, string, Execut
 			return r.snapshot.get(ctx, r.opts.Store, r.repo)
 		},
 		Progress: func(line string) { r.printf(label, "%s", line) },
+		Activity: func(what string) { r.activity(label, what) },
 		Spend:    func(usd float64) { r.spend(label, usd) },
 	}
 	if x.variant != "" {
@@ -331,9 +338,10 @@ func (r *pipelineRun) acquire(ctx context.Context, slug string) (release func(),
 }
 
 // attempts runs the job through its executor, again while it fails and the
-// node's on-error is retry. The returned log is the last attempt's; it is
+// node's on-error is retry; the first attempt runs in prep, the container
+// made ahead, when there is one. The returned log is the last attempt's; it is
 // nil (and err says why) when no log could be made.
-func (r *pipelineRun) attempts(ctx context.Context, x execution, exec Executor, job *Job, nr *store.NodeRun) (Result, *nodeLog, error) {
+func (r *pipelineRun) attempts(ctx context.Context, x execution, exec Executor, prep Prepared, job *Job, nr *store.NodeRun) (Result, *nodeLog, error) {
 	attempts := 1
 	if x.node.OnError == spec.OnErrorRetry {
 		attempts += r.opts.MaxRetries
@@ -352,7 +360,12 @@ func (r *pipelineRun) attempts(ctx context.Context, x execution, exec Executor, 
 		job.Stdout, job.Stderr = log.writer(false), log.writer(true)
 		nr.Attempts, nr.Started = attempt, r.now().UTC()
 		job.Attempt = attempt
-		res, err = exec.Run(ctx, *job)
+		r.activity(x.label, "starting")
+		if attempt == 1 && prep != nil {
+			res, err = prep.Run(ctx, *job)
+		} else {
+			res, err = exec.Run(ctx, *job)
+		}
 		log.flush()
 		if err == nil && res.Reason == ReasonCompleted || ctx.Err() != nil || attempt == attempts {
 			break

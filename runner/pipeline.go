@@ -1,7 +1,9 @@
 package runner
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-ci/sluice/internal/liveness"
@@ -84,6 +87,12 @@ type Options struct {
 	// live status display). It is called from the node's goroutine, never
 	// with a lock held.
 	OnNodeStatus func(node string, status store.Status)
+	// OnNodeActivity, when set, is told what a running node (or task
+	// execution: NODE[VARIANT]) is doing now, in a few words: "resolving
+	// inputs", "waiting for a slot", the executor's (Job.Activity: "pulling
+	// image", "copying in", "running", ...), "storing outputs". It is called
+	// from any goroutine, never with a lock held; it must return quickly.
+	OnNodeActivity func(node, activity string)
 	// MaxCost caps the run's estimated cloud cost in USD, as executors report
 	// it (Job.Spend): once crossed, the run is stopped and fails, saying so.
 	// Zero means no cap.
@@ -144,9 +153,13 @@ type pipelineRun struct {
 	now   func() time.Time
 	log   *slog.Logger
 
-	mu     sync.Mutex // guards rec and the nodes' results, and writes to opts.Log
-	saved  time.Time  // when rec was last written
-	values map[string]*nodeValues
+	mu    sync.Mutex // guards rec and the nodes' results, and writes to opts.Log
+	saved time.Time  // when rec was last written
+	// writeMu orders the record's writes (save); saveReq asks the
+	// background saver for one (saveSoon).
+	writeMu sync.Mutex
+	saveReq chan struct{}
+	values  map[string]*nodeValues
 	// slots holds a token for each running container: at most Concurrency,
 	// task executions included.
 	slots chan struct{}
@@ -167,6 +180,13 @@ type pipelineRun struct {
 	spent       float64
 	costReason  string
 	stopForCost func()
+
+	// preps are the containers made ahead (prepareAhead); executing counts
+	// the nodes running a container, and wake (poke) tells the scheduler
+	// when that changed.
+	preps     preparations
+	executing atomic.Int32
+	wake      chan struct{}
 }
 
 // spend adds to the run's estimated cost and stops the run once it crosses
@@ -233,7 +253,8 @@ func newPipelineRun(opts Options) (*pipelineRun, error) {
 		return nil, err
 	}
 	r := &pipelineRun{opts: opts, graph: g, plans: map[string]*spec.NodePlan{}, now: now, log: logger,
-		values: map[string]*nodeValues{}, slots: make(chan struct{}, opts.Concurrency)}
+		values: map[string]*nodeValues{}, slots: make(chan struct{}, opts.Concurrency), wake: make(chan struct{}, 1), saveReq: make(chan struct{}, 1),
+		preps: preparations{live: map[string]*preparation{}, tried: map[string]bool{}}}
 	for _, np := range plans {
 		r.plans[np.Node.Name] = np
 	}
@@ -320,16 +341,64 @@ func NewRunID(t time.Time) string {
 	return t.UTC().Format("20060102T150405.000000Z") + "-" + randomHex(3)
 }
 
-// save writes the record, with a new heartbeat.
+// save writes the record, with a new heartbeat. The record is encoded
+// under r.mu and written without it, so that the nodes' log lines and
+// status changes do not wait for the store; saves are written in the order
+// they were encoded (writeMu), so a later state is never overwritten by an
+// earlier one.
 func (r *pipelineRun) save(ctx context.Context) error {
 	if r.opts.DryRun {
 		return nil
 	}
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.rec.Heartbeat = r.now().UTC()
 	r.saved = r.rec.Heartbeat
-	return store.PutRun(context.WithoutCancel(ctx), r.opts.Store, r.rec)
+	id := r.rec.ID
+	data, err := json.MarshalIndent(r.rec, "", "  ") // as store.PutRun encodes it
+	r.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("encode run %s: %w", id, err)
+	}
+	if _, err := r.opts.Store.Put(context.WithoutCancel(ctx), store.RunKey(id), bytes.NewReader(append(data, '\n'))); err != nil {
+		return fmt.Errorf("write run %s: %w", id, err)
+	}
+	return nil
+}
+
+// saveSoon asks the background saver (saver) to write the record: the
+// writes a node's start and end call for are off the critical path of the
+// nodes that follow. Requests made while a write is going are folded into
+// one more write, of the state at that time.
+func (r *pipelineRun) saveSoon() {
+	select {
+	case r.saveReq <- struct{}{}:
+	default:
+	}
+}
+
+// saver writes the record each time saveSoon asks, until stop is closed;
+// it writes once more then if a request is pending.
+func (r *pipelineRun) saver(ctx context.Context, stop <-chan struct{}) {
+	write := func() {
+		if err := r.save(ctx); err != nil {
+			r.log.Warn("cannot write the run record", "run", r.rec.ID, "err", err)
+		}
+	}
+	for {
+		select {
+		case <-r.saveReq:
+			write()
+		case <-stop:
+			select {
+			case <-r.saveReq:
+				write()
+			default:
+			}
+			return
+		}
+	}
 }
 
 // heartbeat writes the record whenever HeartbeatEvery has passed since it
@@ -364,6 +433,8 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 	if r.tmp, err = os.MkdirTemp(r.opts.TempDir, "sluice-run-"); err != nil {
 		return nil, fmt.Errorf("make a working directory: %w", err)
 	}
+	// Last of all, the executors' background work (deferred first).
+	defer r.waitExecutors(ctx)
 	if r.repo, err = snapshotRepository(ctx, r.opts.RepoDir, filepath.Join(r.tmp, "repository")); err != nil {
 		return nil, err
 	}
@@ -379,6 +450,14 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 		}()
 		defer func() { close(stopBeat); <-beating }()
 	}
+	// The background saver stops before the record's last write below.
+	stopSaver, saverDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(saverDone)
+		r.saver(ctx, stopSaver)
+	}()
+	stopSaving := sync.OnceFunc(func() { close(stopSaver); <-saverDone })
+	defer stopSaving()
 
 	runCtx, cancelAll := context.WithCancel(ctx)
 	defer cancelAll()
@@ -414,6 +493,7 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 						r.setNode(n.Name, func(nr *store.NodeRun) { nr.Status, nr.Reason = store.StatusWouldRun, rest })
 					} else {
 						r.finishSkipped(n.Name, why)
+						r.preps.drop(n.Name)
 					}
 					done[n.Name] = true
 					continue
@@ -432,7 +512,21 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 			}
 			break
 		}
-		res := <-results
+		if !stopping {
+			r.prepareAhead(runCtx, done, started)
+		}
+		var res result
+	waitResult:
+		for {
+			select {
+			case res = <-results:
+				break waitResult
+			case <-r.wake:
+				if !stopping {
+					r.prepareAhead(runCtx, done, started)
+				}
+			}
+		}
 		running--
 		done[res.node] = true
 		if r.opts.OnNodeDone != nil {
@@ -480,6 +574,9 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 		}
 	}
 
+	// The containers made ahead for nodes that did not run are removed.
+	r.preps.dropAll()
+	stopSaving()
 	// Whatever never started is skipped.
 	for _, nr := range r.rec.Nodes {
 		if nr.Status == store.StatusPending {
@@ -533,6 +630,32 @@ func (r *pipelineRun) run(ctx context.Context) (*store.Run, error) {
 	return r.rec, fmt.Errorf("run %s %s: %s: %w", r.rec.ID, r.rec.Status, r.rec.Reason, ErrPipelineFailed)
 }
 
+// waitExecutors waits for what the run's executors still do in the
+// background (Waiter: the removal of finished containers), also when the
+// run was cancelled; what they could not finish is logged.
+func (r *pipelineRun) waitExecutors(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), waitExecutorsTimeout)
+	defer cancel()
+	execs := []Executor{r.opts.Executor}
+	for _, env := range r.opts.Environments {
+		execs = append(execs, env.Executor)
+	}
+	for _, e := range execs {
+		w, ok := e.(Waiter)
+		if !ok {
+			continue
+		}
+		if err := w.Wait(ctx); err != nil {
+			r.log.Warn("the run left something behind", "run", r.rec.ID, "err", err)
+		}
+	}
+}
+
+// waitExecutorsTimeout bounds how long a run waits for its executors'
+// background work once its nodes ended; each removal has its own, shorter
+// bound (runner/docker's CleanupTimeout), so this is only a guard.
+const waitExecutorsTimeout = 2 * time.Minute
+
 // skipReason says why a ready node must not run: a node it waits for failed
 // or was skipped, and that node's on-error does not let the pipeline continue.
 func (r *pipelineRun) skipReason(n *spec.Node) string {
@@ -564,6 +687,13 @@ func (r *pipelineRun) setNode(name string, fn func(*store.NodeRun)) {
 	status := nr.Status
 	r.mu.Unlock()
 	r.notify(name, status)
+}
+
+// activity tells OnNodeActivity what the node (or execution label) does.
+func (r *pipelineRun) activity(label, what string) {
+	if r.opts.OnNodeActivity != nil {
+		r.opts.OnNodeActivity(label, what)
+	}
 }
 
 func (r *pipelineRun) notify(name string, status store.Status) {

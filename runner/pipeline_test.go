@@ -363,3 +363,56 @@ func TestOnNodeDone(t *testing.T) {
 		}
 	}
 }
+
+// waitingExec is a fakeExec that is a Waiter, as runner/docker is: it
+// records when Wait was called, and fails it once.
+type waitingExec struct {
+	fakeExec
+	mu      sync.Mutex
+	waits   int
+	ranLast int // jobs run when Wait was last called
+	err     error
+}
+
+func (w *waitingExec) Wait(ctx context.Context) error {
+	w.fakeExec.mu.Lock()
+	ran := len(w.fakeExec.order)
+	w.fakeExec.mu.Unlock()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.waits++
+	w.ranLast = ran
+	return w.err
+}
+
+// Run waits for its executor's background work once every node ended, and
+// a Waiter's error is logged, not a failed run; also when the run is
+// cancelled.
+func TestRunWaitsForExecutor(t *testing.T) {
+	w := &waitingExec{err: errors.New("container abc of node b not removed")}
+	w.behave = func(ctx context.Context, job Job) (Result, error) { return succeed(ctx, job, 0, "", nil) }
+	rec, err := runPipeline(t, nodes("a", "b")+"    edges: []\n", w, nil, 2)
+	if err != nil || rec.Status != store.StatusSucceeded {
+		t.Fatalf("run: %v, %s", err, rec.Status)
+	}
+	if w.waits != 1 || w.ranLast != 2 {
+		t.Errorf("Wait called %d times, after %d jobs; want once, after both", w.waits, w.ranLast)
+	}
+
+	cancelled := &waitingExec{}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancelled.behave = func(c context.Context, job Job) (Result, error) {
+		cancel()
+		<-c.Done()
+		return Result{ExitCode: -1, Reason: ReasonCancelled}, c.Err()
+	}
+	cfg, diags := spec.Parse("valohai.yaml", []byte(nodes("a")+"    edges: []\n"))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	st, _ := file.New(t.TempDir())
+	Run(ctx, Options{Config: cfg, Pipeline: cfg.Pipelines[0], Executor: cancelled, Store: st, TempDir: t.TempDir()})
+	if cancelled.waits != 1 {
+		t.Errorf("cancelled run: Wait called %d times, want once", cancelled.waits)
+	}
+}

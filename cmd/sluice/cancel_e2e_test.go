@@ -100,3 +100,80 @@ func TestRunWithoutDocker(t *testing.T) {
 		t.Fatalf("exit %v:\n%s", err, out)
 	}
 }
+
+// SIGTERM while the container of a node that waits is prepared (made ahead,
+// not started, while the node it waits for runs): the run removes it
+// itself (the final sweep finds nothing), and nothing of the run is left
+// when sluice exits.
+func TestRunSIGTERMWhilePrepared(t *testing.T) {
+	cli := dockertest.Client(t)
+	dockertest.Image(t)
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join("testdata", "run", "cancel"))); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "run", "--pull", "never", "--concurrency", "2")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "SLUICE_TEST_MAIN=1")
+	cmd.Stdout = io.Discard
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := bufio.NewScanner(stderr)
+	runID := ""
+	for runID == "" && lines.Scan() {
+		if rest, ok := strings.CutPrefix(lines.Text(), "sluice: run "); ok {
+			runID, _, _ = strings.Cut(rest, " ")
+		}
+	}
+	if runID == "" {
+		t.Fatal("sluice never said its run id")
+	}
+	var rest strings.Builder
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		for lines.Scan() {
+			rest.WriteString(lines.Text() + "\n")
+		}
+	}()
+	f := filters.NewArgs(filters.Arg("label", "sluice.run="+runID), filters.Arg("label", "sluice.node=after"))
+	deadline := time.Now().Add(60 * time.Second) // a guard
+	for prepared := false; !prepared; {
+		if time.Now().After(deadline) {
+			t.Fatal("node after's container was never prepared")
+		}
+		list, err := cli.ContainerList(context.Background(), container.ListOptions{All: true, Filters: f})
+		if err != nil {
+			t.Fatal(err)
+		}
+		prepared = len(list) == 1 && list[0].State == "created"
+		time.Sleep(20 * time.Millisecond)
+	}
+	signalled := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-copied
+	err = cmd.Wait()
+	t.Logf("sluice stopped %s after SIGTERM", time.Since(signalled))
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v, want code 1; stderr:\n%s", err, rest.String())
+	}
+	if strings.Contains(rest.String(), "the run left") {
+		t.Errorf("the final sweep had to remove containers: the run did not:\n%s", rest.String())
+	}
+	left, err := cli.ContainerList(context.Background(), container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", "sluice.run="+runID))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) > 0 {
+		t.Errorf("%d containers of run %s left behind", len(left), runID)
+	}
+}

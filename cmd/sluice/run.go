@@ -217,10 +217,9 @@ func noCacheOf(noCache []string) (all bool, nodes []string) {
 // executors left, and writes the run's summary.
 func runPipelineLive(ctx context.Context, opts runner.Options, ex *executors, stdout, stderr io.Writer) (*store.Run, error) {
 	log, stopLive := io.Writer(stdout), func() {}
-	if isTerminal(stdout) {
+	if liveTerminal(stdout, os.Getenv) {
 		live := newLiveStatus(stdout, len(opts.Pipeline.Nodes), timeNow)
-		live.Start()
-		log, opts.OnNodeStatus, stopLive = live, live.Node, live.Stop
+		log, opts.OnNodeStatus, opts.OnNodeActivity, stopLive = live, live.Node, live.Activity, live.Stop
 	}
 	opts.Log = log
 	opts.RunID = runner.NewRunID(timeNow())

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bytes"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -9,27 +9,59 @@ import (
 	"github.com/sluice-ci/sluice/store"
 )
 
-func TestLiveStatus(t *testing.T) {
-	var out bytes.Buffer
+// The view: a count, then one line per running node with what it does, for
+// how long, and how long it has run; a task's executions show under their
+// node; nothing once stopped.
+func TestStatusView(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	s := newLiveStatus(&out, 3, func() time.Time { return now })
-	s.Node("train", store.StatusRunning)
-	now = now.Add(12 * time.Second)
-	s.Node("prep", store.StatusSucceeded)
-	if got := s.line(); got != "[1/3 done] running: train 12s" {
-		t.Errorf("line = %q", got)
+	m := &statusModel{now: func() time.Time { return now }, total: 4, running: map[string]*nodeState{}}
+	m.Update(statusMsg{"train", store.StatusRunning})
+	m.Update(statusMsg{"prep", store.StatusRunning})
+	now = now.Add(2 * time.Second)
+	m.Update(activityMsg{"train", "copying in"})
+	now = now.Add(time.Second)
+	m.Update(activityMsg{"train", "running"})
+	m.Update(activityMsg{"prep[lr-0.1]", "pulling image"})
+	m.Update(statusMsg{"lint", store.StatusSucceeded})
+	now = now.Add(72 * time.Second)
+	want := strings.Join([]string{
+		"[1/4 done, 2 running]",
+		"  prep   pulling image 1m12s (1m15s in all)",
+		"  train  running 1m12s (1m15s in all)",
+	}, "\n")
+	if got := m.View(); got != want {
+		t.Errorf("view:\n%s\nwant:\n%s", got, want)
 	}
-	s.Write([]byte("train | epoch 1\n"))
-	// The log line replaces the status line, which comes back under it.
-	if !strings.HasSuffix(out.String(), "\r\x1b[Ktrain | epoch 1\n[1/3 done] running: train 12s") {
-		t.Errorf("output %q", out.String())
+	m.Update(statusMsg{"prep", store.StatusFailed})
+	if got := m.View(); !strings.HasPrefix(got, "[2/4 done, 1 running]\n  train") || strings.Contains(got, "prep") {
+		t.Errorf("after prep ended:\n%s", got)
 	}
-	s.Stop()
-	if !strings.HasSuffix(out.String(), "\r\x1b[K") {
-		t.Errorf("the status line was not cleared: %q", out.String())
+	m.Update(stopMsg{})
+	if got := m.View(); got != "" {
+		t.Errorf("view after stop: %q", got)
 	}
-	s.Write([]byte("after\n"))
-	if !strings.HasSuffix(out.String(), "\r\x1b[Kafter\n") {
-		t.Errorf("status drawn after Stop: %q", out.String())
+}
+
+func TestLiveTerminal(t *testing.T) {
+	env := func(ci string) func(string) string {
+		return func(k string) string {
+			if k == "CI" {
+				return ci
+			}
+			return ""
+		}
 	}
+	var b strings.Builder
+	if liveTerminal(&b, env("")) {
+		t.Error("a buffer is not a terminal")
+	}
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	if liveTerminal(null, env("")) {
+		t.Error("/dev/null is a character device, not a terminal")
+	}
+	// A real terminal, and CI=true there, is TestLiveStatusInTmux's.
 }

@@ -31,12 +31,17 @@ import (
 // every user may read, on the same file system: the inputs are meant to be
 // mounted read-only), else a copy, mode 0444.
 func WriteDir(dir string, job runner.Job, openAccess bool, now time.Time) error {
+	return WriteDirPart(dir, job, openAccess, now, PartAll)
+}
+
+// WriteDirPart is WriteDir of the given part of the tree only.
+func WriteDirPart(dir string, job runner.Job, openAccess bool, now time.Time, part Part) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
 	}
 	defer root.Close()
-	return build(&dirWriter{root: root, path: dir, openAccess: openAccess}, job, now)
+	return build(&dirWriter{root: root, path: dir, openAccess: openAccess}, job, now, part)
 }
 
 // dirWriter writes the /valohai tree into a directory (a treeWriter).

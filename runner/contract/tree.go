@@ -34,18 +34,41 @@ type treeWriter interface {
 	close() error
 }
 
-// build writes the /valohai tree of job (repository, inputs, config and an
-// empty outputs directory, mode 0777 so any user of the image may write
-// there) to t.
-func build(t treeWriter, job runner.Job, now time.Time) error {
-	t.dir("repository", 0o755)
-	if job.RepositoryDir != "" {
-		if err := t.tree("repository", job.RepositoryDir); err != nil {
-			return fmt.Errorf("repository %s: %w", job.RepositoryDir, err)
-		}
-	}
+// Part selects what of a job's /valohai tree WriteTarPart and WriteDirPart
+// write, so that an executor can make a container before the job's inputs
+// exist (runner.Preparer) and complete it when they do.
+type Part uint8
 
+const (
+	// PartRepository is what is known before the job's inputs exist: the
+	// repository, the empty outputs directory (mode 0777), and the inputs
+	// and config directories, empty.
+	PartRepository Part = 1 << iota
+	// PartJob is the rest: the input files and the config files. It goes
+	// into a tree that has PartRepository already.
+	PartJob
+	// PartAll is the whole tree.
+	PartAll = PartRepository | PartJob
+)
+
+// build writes the parts of the /valohai tree of job (repository, inputs,
+// config and an empty outputs directory, mode 0777 so any user of the image
+// may write there) to t.
+func build(t treeWriter, job runner.Job, now time.Time, part Part) error {
+	if part&PartRepository != 0 {
+		t.dir("repository", 0o755)
+		if job.RepositoryDir != "" {
+			if err := t.tree("repository", job.RepositoryDir); err != nil {
+				return fmt.Errorf("repository %s: %w", job.RepositoryDir, err)
+			}
+		}
+		t.dir("outputs", 0o777)
+	}
 	t.dir("inputs", 0o755)
+	t.dir("config", 0o755)
+	if part&PartJob == 0 {
+		return t.close()
+	}
 	inputs := inputsJSON{}
 	for _, in := range job.Inputs {
 		base := "inputs/" + in.Name
@@ -71,8 +94,6 @@ func build(t treeWriter, job runner.Job, now time.Time) error {
 		inputs[in.Name] = inputJSON{files}
 	}
 
-	t.dir("outputs", 0o777)
-	t.dir("config", 0o755)
 	params := job.Parameters
 	if params == nil {
 		params = map[string]any{}
@@ -149,9 +170,14 @@ var tarRoot = strings.TrimPrefix(Root, "/")
 // times, the others are stamped now. It fails on the first input that is
 // missing or does not match its size or sha256, naming it.
 func WriteTar(w io.Writer, job runner.Job, now time.Time) error {
+	return WriteTarPart(w, job, now, PartAll)
+}
+
+// WriteTarPart is WriteTar of the given part of the tree only.
+func WriteTarPart(w io.Writer, job runner.Job, now time.Time, part Part) error {
 	t := &tarWriter{tw: tar.NewWriter(w), now: now, dirs: map[string]bool{}}
 	t.err = t.tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: tarRoot + "/", Mode: 0o755, ModTime: now})
-	return build(t, job, now)
+	return build(t, job, now, part)
 }
 
 // tarWriter writes entries, remembering the first error (later calls are

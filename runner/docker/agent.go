@@ -74,12 +74,12 @@ func (e *Executor) runAgent(ctx context.Context, job runner.Job) (res runner.Res
 	res = runner.Result{ExitCode: -1, Reason: runner.ReasonError}
 	a := e.opts.Agent
 	log := e.log.With("run", job.RunID, "node", job.Node, "transfer", TransferStore)
-	digest, _, err := e.ensureImage(ctx, job.Image)
+	digest, _, err := e.ensureImage(ctx, job.Image, job.Activity)
 	if err != nil {
 		return res, fmt.Errorf("node %s: %w", job.Node, err)
 	}
 	res.ImageDigest = digest
-	if _, _, err := e.ensureImage(ctx, a.Image); err != nil {
+	if _, _, err := e.ensureImage(ctx, a.Image, nil); err != nil {
 		return res, fmt.Errorf("node %s: the sluice image for the agent: %w", job.Node, err)
 	}
 	if err := runner.Stage(ctx, a.Store, &job); err != nil {

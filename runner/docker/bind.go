@@ -42,10 +42,10 @@ func bindMounts(dir string) []mount.Mount {
 }
 
 // prepareJobDir makes a job directory below base (os.TempDir() when empty)
-// holding job's /valohai tree in valohai/, and returns its path. openAccess
+// holding part of job's /valohai tree in valohai/, and returns its path. openAccess
 // makes the repository writable by every user, for an image whose user is
 // not root (the copy transfer gives the files to that user instead).
-func prepareJobDir(base string, job runner.Job, openAccess bool, now time.Time) (string, error) {
+func prepareJobDir(base string, job runner.Job, openAccess bool, now time.Time, part contract.Part) (string, error) {
 	dir, err := os.MkdirTemp(base, "sluice-job-")
 	if err != nil {
 		return "", fmt.Errorf("make the job directory: %w", err)
@@ -55,7 +55,7 @@ func prepareJobDir(base string, job runner.Job, openAccess bool, now time.Time) 
 		_ = removeJobDir(dir)
 		return "", fmt.Errorf("make the job directory: %w", err)
 	}
-	if err := contract.WriteDir(v, job, openAccess, now); err != nil {
+	if err := contract.WriteDirPart(v, job, openAccess, now, part); err != nil {
 		_ = removeJobDir(dir)
 		return "", fmt.Errorf("prepare %s: %w", dir, err)
 	}

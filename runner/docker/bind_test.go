@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluice-ci/sluice/runner"
+	"github.com/sluice-ci/sluice/runner/contract"
 )
 
 // Tests of the bind transfer's host side; no Docker needed.
@@ -44,7 +45,7 @@ func TestPrepareJobDir(t *testing.T) {
 	}
 	for _, openAccess := range []bool{false, true} {
 		base := t.TempDir()
-		dir, err := prepareJobDir(base, job, openAccess, time.Unix(1700000000, 0))
+		dir, err := prepareJobDir(base, job, openAccess, time.Unix(1700000000, 0), contract.PartAll)
 		must(t, err)
 		if perm(t, dir) != 0o700 {
 			t.Errorf("job directory mode %v, want 0700", perm(t, dir))
@@ -88,7 +89,7 @@ func TestPrepareJobDirBadInput(t *testing.T) {
 	} {
 		job := runner.Job{RunID: "r", Node: "n", Image: "i", Command: "true",
 			Inputs: []runner.Input{{Name: "in", Files: []runner.InputFile{f}}}}
-		_, err := prepareJobDir(base, job, false, time.Now())
+		_, err := prepareJobDir(base, job, false, time.Now(), contract.PartAll)
 		if err == nil || !strings.Contains(err.Error(), "input in file x") {
 			t.Errorf("%s: %v", name, err)
 		}

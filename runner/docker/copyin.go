@@ -12,14 +12,14 @@ import (
 	"github.com/sluice-ci/sluice/runner/contract"
 )
 
-// copyIn puts /valohai (repository, inputs, config and an empty outputs
-// directory) into the created container, as one tar stream built while it
-// is sent.
-func (e *Executor) copyIn(ctx context.Context, id string, job runner.Job) error {
+// copyIn puts part of /valohai (repository, inputs, config and an empty
+// outputs directory) into the created container, as one tar stream built
+// while it is sent.
+func (e *Executor) copyIn(ctx context.Context, id string, job runner.Job, part contract.Part) error {
 	pr, pw := io.Pipe()
 	built := make(chan error, 1)
 	go func() {
-		err := contract.WriteTar(pw, job, e.opts.Now())
+		err := contract.WriteTarPart(pw, job, e.opts.Now(), part)
 		pw.CloseWithError(err)
 		built <- err
 	}()

@@ -9,7 +9,8 @@
 // default a probe, once per Executor, decides.
 //
 // Every container it creates carries the labels sluice.run=<run id> and
-// sluice.node=<node>, and is removed when Run returns; Cleanup removes the
+// sluice.node=<node>, and is removed when Run returns (in the background
+// when the job was not cancelled: Wait waits for those); Cleanup removes the
 // ones a killed process left behind.
 package docker
 
@@ -40,6 +41,7 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/sluice-ci/sluice/runner"
+	"github.com/sluice-ci/sluice/runner/contract"
 )
 
 // Labels put on every container.
@@ -130,11 +132,15 @@ type Executor struct {
 
 	geteuid  func() int    // os.Geteuid; tests replace it
 	probeSem chan struct{} // held while probing
+	removing *removals     // the containers of finished jobs, being removed
 	probed   Transfer      // what the probe chose; empty until it ran
 	probeWhy string
 }
 
-var _ runner.Executor = (*Executor)(nil)
+var (
+	_ runner.Executor = (*Executor)(nil)
+	_ runner.Waiter   = (*Executor)(nil)
+)
 
 // New returns an Executor that talks to the engine through cli.
 func New(cli client.APIClient, opts Options) (*Executor, error) {
@@ -163,7 +169,7 @@ func New(cli client.APIClient, opts Options) (*Executor, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Executor{cli: cli, opts: opts, log: log, geteuid: os.Geteuid, probeSem: make(chan struct{}, 1)}, nil
+	return &Executor{cli: cli, opts: opts, log: log, geteuid: os.Geteuid, probeSem: make(chan struct{}, 1), removing: newRemovals()}, nil
 }
 
 // NewFromEnv returns an Executor on the engine that DOCKER_HOST,
@@ -190,14 +196,7 @@ func (e *Executor) Client() client.APIClient { return e.cli }
 // Run implements runner.Executor.
 func (e *Executor) Run(ctx context.Context, job runner.Job) (res runner.Result, err error) {
 	res = runner.Result{ExitCode: -1, Reason: runner.ReasonError}
-	defer func() {
-		if err != nil && res.Reason == runner.ReasonError && ctx.Err() != nil {
-			res.Reason = runner.ReasonCancelled
-			if !errors.Is(err, ctx.Err()) {
-				err = fmt.Errorf("%w (%w)", err, ctx.Err())
-			}
-		}
-	}()
+	defer cancelledReason(ctx, &res, &err)
 	if err := job.Validate(); err != nil {
 		return res, err
 	}
@@ -207,57 +206,156 @@ func (e *Executor) Run(ctx context.Context, job runner.Job) (res runner.Result, 
 	if e.opts.Transfer == TransferStore {
 		return e.runAgent(ctx, job)
 	}
-	log := e.log.With("run", job.RunID, "node", job.Node)
-
-	digest, user, err := e.ensureImage(ctx, job.Image)
+	c, err := e.create(ctx, job, contract.PartAll)
 	if err != nil {
-		return res, fmt.Errorf("node %s: %w", job.Node, err)
+		return res, err
 	}
-	res.ImageDigest = digest
-	transfer, err := e.transfer(ctx, job.Image, job.RunID)
-	if err != nil {
-		return res, fmt.Errorf("node %s: choose how files go to the container: %w", job.Node, err)
-	}
+	return e.runIn(ctx, job, c)
+}
 
+// cancelledReason makes the result of a run that failed because ctx was
+// done say so (ReasonCancelled, an error wrapping ctx.Err()).
+func cancelledReason(ctx context.Context, res *runner.Result, err *error) {
+	if *err != nil && res.Reason == runner.ReasonError && ctx.Err() != nil {
+		res.Reason = runner.ReasonCancelled
+		if !errors.Is(*err, ctx.Err()) {
+			*err = fmt.Errorf("%w (%w)", *err, ctx.Err())
+		}
+	}
+}
+
+// jobContainer is a created container of a job, not started yet.
+type jobContainer struct {
+	id     string
+	node   string
+	jobDir string // with TransferBind, the host directory behind /valohai
+	// transfer is how files go in and out; user is the image's USER.
+	transfer Transfer
+	user     string
+	digest   string
+	warnings []string
+	// cfg and host are what the container was created with (host without
+	// its mounts), to tell whether a job can run in it.
+	cfg  *container.Config
+	host *container.HostConfig
+}
+
+// create makes job's container, with the given part of its /valohai tree
+// in it (copied in, or in its job directory): the image is there (the pull
+// policy applied), the container created, nothing started. On error it
+// leaves nothing behind.
+func (e *Executor) create(ctx context.Context, job runner.Job, part contract.Part) (c *jobContainer, err error) {
+	c = &jobContainer{node: job.Node}
+	if c.digest, c.user, err = e.ensureImage(ctx, job.Image, job.Activity); err != nil {
+		return nil, fmt.Errorf("node %s: %w", job.Node, err)
+	}
+	if c.transfer, err = e.transfer(ctx, job.Image, job.RunID); err != nil {
+		return nil, fmt.Errorf("node %s: choose how files go to the container: %w", job.Node, err)
+	}
 	cfg, hostCfg, warnings := containerConfig(job)
 	hostCfg.NetworkMode = container.NetworkMode(e.opts.Network)
-	res.Warnings = append(res.Warnings, warnings...)
-	var jobDir string // with TransferBind, the host directory behind /valohai
-	if transfer == TransferBind {
-		if jobDir, err = prepareJobDir(e.opts.TempDir, job, !isRootUser(user), e.opts.Now()); err != nil {
-			return res, fmt.Errorf("node %s: %w", job.Node, err)
-		}
-		// Deferred before the container's removal, so it runs after it.
-		defer func() {
-			if err := removeJobDir(jobDir); err != nil {
-				log.Warn("remove job directory", "err", err)
-				res.Warnings = append(res.Warnings, fmt.Sprintf("job directory %s not removed: %v", jobDir, err))
-			}
-		}()
-		hostCfg.Mounts = bindMounts(jobDir)
-	}
-	created, err := e.cli.ContainerCreate(ctx, cfg, hostCfg, nil, nil, containerName(job))
-	if err != nil {
-		return res, fmt.Errorf("node %s: create container: %w", job.Node, err)
-	}
-	id := created.ID
-	log = log.With("container", shortID(id))
-	log.Debug("container created", "image", job.Image)
-	for _, w := range created.Warnings {
-		res.Warnings = append(res.Warnings, "docker: "+w)
-	}
+	c.warnings = warnings
+	c.cfg, c.host = cfg, hostCfg
 	defer func() {
-		if rmErr := e.remove(ctx, id); rmErr != nil {
-			log.Warn("remove container", "err", rmErr)
-			res.Warnings = append(res.Warnings, fmt.Sprintf("container %s not removed: %v (sluice cleanup removes it)", shortID(id), rmErr))
+		if err != nil && c != nil {
+			var res runner.Result
+			e.release(context.WithoutCancel(ctx), c, &res, false)
+			for _, w := range res.Warnings {
+				e.log.Warn(w, "node", job.Node)
+			}
 		}
 	}()
-
-	if transfer != TransferBind {
-		if err := e.copyIn(ctx, id, job); err != nil {
-			return res, fmt.Errorf("node %s: %w", job.Node, err)
+	if c.transfer == TransferBind {
+		if c.jobDir, err = prepareJobDir(e.opts.TempDir, job, !isRootUser(c.user), e.opts.Now(), part); err != nil {
+			return c, fmt.Errorf("node %s: %w", job.Node, err)
+		}
+		withMounts := *hostCfg
+		withMounts.Mounts = bindMounts(c.jobDir)
+		hostCfg = &withMounts
+	}
+	// The create is not cut short by ctx: a create cancelled in flight may
+	// still make the container, with no id to remove it by. It is bounded
+	// by CleanupTimeout instead, and a ctx done meanwhile removes it.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.opts.CleanupTimeout)
+	created, err := e.cli.ContainerCreate(cctx, cfg, hostCfg, nil, nil, containerName(job))
+	cancel()
+	if err != nil {
+		return c, fmt.Errorf("node %s: create container: %w", job.Node, err)
+	}
+	c.id = created.ID
+	if err := ctx.Err(); err != nil {
+		return c, fmt.Errorf("node %s: %w", job.Node, err)
+	}
+	e.log.Debug("container created", "run", job.RunID, "node", job.Node, "container", shortID(c.id), "image", job.Image)
+	for _, w := range created.Warnings {
+		c.warnings = append(c.warnings, "docker: "+w)
+	}
+	if c.transfer != TransferBind {
+		tell(job.Activity, "copying in")
+		if err := e.copyIn(ctx, c.id, job, part); err != nil {
+			return c, fmt.Errorf("node %s: %w", job.Node, err)
 		}
 	}
+	return c, nil
+}
+
+// tell calls activity, when set.
+func tell(activity func(string), what string) {
+	if activity != nil {
+		activity(what)
+	}
+}
+
+// complete puts the given part of job's /valohai tree into the container
+// made with the rest.
+func (e *Executor) complete(ctx context.Context, c *jobContainer, job runner.Job, part contract.Part) error {
+	tell(job.Activity, "copying in")
+	if c.transfer == TransferBind {
+		if err := contract.WriteDirPart(filepath.Join(c.jobDir, "valohai"), job, !isRootUser(c.user), e.opts.Now(), part); err != nil {
+			return fmt.Errorf("node %s: prepare %s: %w", job.Node, c.jobDir, err)
+		}
+		return nil
+	}
+	if err := e.copyIn(ctx, c.id, job, part); err != nil {
+		return fmt.Errorf("node %s: %w", job.Node, err)
+	}
+	return nil
+}
+
+// release removes the container, then the job directory: in the
+// background when background is set (Wait waits for it), else at once,
+// telling what failed in res.Warnings.
+func (e *Executor) release(ctx context.Context, c *jobContainer, res *runner.Result, background bool) {
+	if background && c.id != "" {
+		e.removeLater(c.id, c.node, c.jobDir)
+		return
+	}
+	if c.id != "" {
+		if rmErr := e.remove(ctx, c.id); rmErr != nil {
+			e.log.Warn("remove container", "node", c.node, "container", shortID(c.id), "err", rmErr)
+			res.Warnings = append(res.Warnings, fmt.Sprintf("container %s not removed: %v (sluice clean removes it)", shortID(c.id), rmErr))
+		}
+	}
+	if c.jobDir != "" {
+		if err := removeJobDir(c.jobDir); err != nil {
+			e.log.Warn("remove job directory", "node", c.node, "err", err)
+			res.Warnings = append(res.Warnings, fmt.Sprintf("job directory %s not removed: %v", c.jobDir, err))
+		}
+	}
+}
+
+// runIn starts the created container c of job, streams its logs, enforces
+// the limits, waits for its exit and copies its outputs out. The container,
+// and its job directory, are removed when it returns: in the background
+// when the job ran its course (Wait waits for it), at once when it was
+// cancelled, so that Run leaves nothing then.
+func (e *Executor) runIn(ctx context.Context, job runner.Job, c *jobContainer) (res runner.Result, err error) {
+	res = runner.Result{ExitCode: -1, Reason: runner.ReasonError, ImageDigest: c.digest}
+	res.Warnings = append(res.Warnings, c.warnings...)
+	defer cancelledReason(ctx, &res, &err)
+	defer func() { e.release(ctx, c, &res, ctx.Err() == nil) }()
+	id, jobDir, transfer := c.id, c.jobDir, c.transfer
+	log := e.log.With("run", job.RunID, "node", job.Node, "container", shortID(id))
 
 	// Calls that must outlive a cancelled ctx long enough to clean up run on
 	// opCtx; it is cancelled when Run returns.
@@ -270,6 +368,7 @@ func (e *Executor) Run(ctx context.Context, job runner.Job) (res runner.Result, 
 		return res, fmt.Errorf("node %s: start container: %w", job.Node, err)
 	}
 	res.Started = e.opts.Now()
+	tell(job.Activity, "running")
 	log.Debug("container started")
 
 	var lastOutput atomic.Int64
@@ -379,6 +478,7 @@ wait:
 	finishLogs(10 * time.Second)
 
 	if job.OutputDir != "" {
+		tell(job.Activity, "copying out")
 		res.Reason = runner.ReasonError // until the outputs are out
 		var (
 			outs     []runner.OutputFile
@@ -413,8 +513,9 @@ wait:
 
 // ensureImage applies the pull policy and returns the image's digest and
 // user (its USER, empty for root).
-func (e *Executor) ensureImage(ctx context.Context, ref string) (string, string, error) {
+func (e *Executor) ensureImage(ctx context.Context, ref string, activity func(string)) (string, string, error) {
 	if e.opts.Pull == PullAlways {
+		tell(activity, "pulling image")
 		if err := e.pull(ctx, ref); err != nil {
 			return "", "", err
 		}
@@ -424,6 +525,7 @@ func (e *Executor) ensureImage(ctx context.Context, ref string) (string, string,
 		if e.opts.Pull == PullNever {
 			return "", "", fmt.Errorf("image %s is not on the Docker host and the pull policy is never: %w", ref, ErrImageNotFound)
 		}
+		tell(activity, "pulling image")
 		if err := e.pull(ctx, ref); err != nil {
 			return "", "", err
 		}

@@ -73,12 +73,25 @@ func (v env) job(t *testing.T, command string) runner.Job {
 		OutputDir: filepath.Join(t.TempDir(), "outputs"),
 	}
 	t.Cleanup(func() {
+		if err := v.exec.Wait(context.Background()); err != nil {
+			t.Errorf("Wait: %v", err)
+		}
 		if n := v.containers(t, j.RunID); n != 0 {
 			t.Errorf("%d containers of run %s left on the Docker host", n, j.RunID)
 			_, _ = v.exec.Cleanup(context.Background(), j.RunID)
 		}
 	})
 	return j
+}
+
+// waitRemoved waits for the executor's background removals (deferred in a
+// test that makes its own executor, so it runs before the test's cleanups
+// count what is left).
+func waitRemoved(t *testing.T, e *Executor) {
+	t.Helper()
+	if err := e.Wait(context.Background()); err != nil {
+		t.Errorf("Wait: %v", err)
+	}
 }
 
 func (v env) containers(t *testing.T, runID string) int {
@@ -203,6 +216,7 @@ func TestRunClearsEntrypoint(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer waitRemoved(t, e)
 			j := v.job(t, `echo $(id -u) > /valohai/outputs/uid && mkdir /valohai/outputs/sub && echo x > /valohai/outputs/sub/x &&
 chmod 600 /valohai/outputs/sub/x && echo w > w.txt && echo cleared`)
 			j.Image = img.ID

@@ -21,7 +21,7 @@ var _ runner.ImageResolver = (*Executor)(nil)
 // applied first, as Run does. With PullNever only the host's images count.
 func (e *Executor) ImageDigest(ctx context.Context, ref string) (string, error) {
 	if e.opts.Registry == nil || e.opts.Pull == PullNever {
-		digest, _, err := e.ensureImage(ctx, ref)
+		digest, _, err := e.ensureImage(ctx, ref, nil)
 		return digest, err
 	}
 	if e.opts.Pull != PullAlways {
@@ -41,6 +41,6 @@ func (e *Executor) ImageDigest(ctx context.Context, ref string) (string, error) 
 		return "", err
 	}
 	e.log.Info("the registry did not name the image's digest; pulling the image to learn it", "image", ref, "err", err)
-	digest, _, err = e.ensureImage(ctx, ref)
+	digest, _, err = e.ensureImage(ctx, ref, nil)
 	return digest, err
 }

@@ -85,6 +85,7 @@ func TestTransferAutoLocal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer waitRemoved(t, e)
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Add(1)
@@ -96,6 +97,7 @@ func TestTransferAutoLocal(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	waitRemoved(t, e)
 	if e.probed != TransferBind {
 		t.Errorf("auto chose %q (%s), want bind", e.probed, e.probeWhy)
 	}
@@ -144,6 +146,7 @@ func TestTransferAutoOverTCP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer waitRemoved(t, e)
 	j := chainJob(t, v)
 	res, err := e.Run(context.Background(), j)
 	checkChainJob(t, j, res, err)
@@ -230,9 +233,11 @@ func TestTransferAutoSibling(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer waitRemoved(t, e)
 			j := chainJob(t, v)
 			res, err := e.Run(context.Background(), j)
 			checkChainJob(t, j, res, err)
+			waitRemoved(t, e)
 			if e.probed != TransferCopy {
 				t.Errorf("auto chose %q (%s), want copy", e.probed, e.probeWhy)
 			}
@@ -254,6 +259,7 @@ func TestTransferAutoNotRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.geteuid = func() int { return 1000 }
+	defer waitRemoved(t, e)
 	j := chainJob(t, v)
 	res, err := e.Run(context.Background(), j)
 	checkChainJob(t, j, res, err)

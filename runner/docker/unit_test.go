@@ -177,7 +177,7 @@ func TestPullPolicy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		digest, _, err := e.ensureImage(context.Background(), "repo:tag")
+		digest, _, err := e.ensureImage(context.Background(), "repo:tag", nil)
 		if !errors.Is(err, tc.wantErr) || len(fake.pulls) != tc.wantPulls {
 			t.Errorf("%s, have=%v: err %v, %d pulls; want %v, %d", tc.policy, tc.have, err, len(fake.pulls), tc.wantErr, tc.wantPulls)
 		}
@@ -195,7 +195,7 @@ func TestPullAuthAndStreamError(t *testing.T) {
 	e, _ := New(fake, Options{RegistryAuth: func(_ context.Context, ref string) (*registry.AuthConfig, error) {
 		return &registry.AuthConfig{Username: "u", Password: "p", ServerAddress: "ghcr.io"}, nil
 	}})
-	if _, _, err := e.ensureImage(context.Background(), "ghcr.io/o/i:1"); err != nil {
+	if _, _, err := e.ensureImage(context.Background(), "ghcr.io/o/i:1", nil); err != nil {
 		t.Fatal(err)
 	}
 	b, err := base64.URLEncoding.DecodeString(fake.auth[0])
@@ -205,7 +205,7 @@ func TestPullAuthAndStreamError(t *testing.T) {
 
 	fake = &imageClient{stream: `{"status":"Pulling"}` + "\n" + `{"errorDetail":{"message":"manifest unknown"},"error":"manifest unknown"}`}
 	e, _ = New(fake, Options{})
-	_, _, err = e.ensureImage(context.Background(), "nope:1")
+	_, _, err = e.ensureImage(context.Background(), "nope:1", nil)
 	if err == nil || !strings.Contains(err.Error(), "pull image nope:1: manifest unknown") {
 		t.Errorf("error in the pull stream: %v", err)
 	}

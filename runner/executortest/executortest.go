@@ -61,7 +61,8 @@ type Harness struct {
 	// busybox tools).
 	Image string
 	// Leftovers counts what the executor left behind for a run id
-	// (containers, volumes, jobs); every test requires 0 once Run returned.
+	// (containers, volumes, jobs); every test requires 0 once Run returned
+	// (and, for a runner.Waiter, once Wait returned).
 	Leftovers func(ctx context.Context, runID string) (int, error)
 	// StoreNative says inputs must be given by blob only (no host paths),
 	// e.g. executors whose containers cannot see this host: every input
@@ -110,6 +111,19 @@ func Run(t *testing.T, h Harness) {
 
 type suite struct {
 	h Harness
+
+	mu    sync.Mutex
+	execs []runner.Executor // every executor the tests made
+}
+
+// newExecutor makes a fresh executor for the test and remembers it, so that
+// noLeftovers can wait for its background work (runner.Waiter).
+func (s *suite) newExecutor(t *testing.T) runner.Executor {
+	e := s.h.New(t)
+	s.mu.Lock()
+	s.execs = append(s.execs, e)
+	s.mu.Unlock()
+	return e
 }
 
 // newRunID returns a run id of its own for a test.
@@ -150,6 +164,19 @@ func (s *suite) job(t *testing.T, command string) runner.Job {
 // noLeftovers fails the test if the executor left anything of runID.
 func (s *suite) noLeftovers(t *testing.T, runID string) {
 	t.Helper()
+	// A Waiter may still be removing what finished: that is not left
+	// behind until its Wait returned. Waiting for other tests' work too
+	// costs only time.
+	s.mu.Lock()
+	execs := slices.Clone(s.execs)
+	s.mu.Unlock()
+	for _, e := range execs {
+		if w, ok := e.(runner.Waiter); ok {
+			if err := w.Wait(context.Background()); err != nil {
+				t.Errorf("wait for the executor's background work: %v", err)
+			}
+		}
+	}
 	n, err := s.h.Leftovers(context.Background(), runID)
 	if err != nil {
 		t.Errorf("count what run %s left behind: %v", runID, err)

@@ -113,7 +113,7 @@ func testFiles(t *testing.T, s *suite) {
 				t.Fatal(err)
 			}
 
-			e := s.h.New(t)
+			e := s.newExecutor(t)
 			j := s.job(t, "sh train.sh")
 			var blobCalls interface{ Load() int64 }
 			if src.dir {
@@ -189,7 +189,7 @@ type inputsJSON map[string]struct {
 func testContract(t *testing.T, s *suite) {
 	t.Run("defaults", func(t *testing.T) {
 		t.Parallel()
-		e := s.h.New(t)
+		e := s.newExecutor(t)
 		j := s.job(t, contractScript)
 		j.Env = map[string]string{"STEP_VAR": "from-step", "WITH_EQ": "a=b c", "VH_OUTPUTS_DIR": "/elsewhere"}
 		x := openInput("x.txt", "some data")
@@ -241,7 +241,7 @@ func testContract(t *testing.T, s *suite) {
 
 	t.Run("set", func(t *testing.T) {
 		t.Parallel()
-		e := s.h.New(t)
+		e := s.newExecutor(t)
 		j := s.job(t, contractScript)
 		j.ExecutionID, j.Step, j.ProjectID, j.Commit = "exec-7", "train", "proj-1", "0123abcd"
 		j.Parameters = map[string]any{"greeting": "hello", "epochs": 3, "lr": 0.5, "flag": true, "layers": []any{1, 2}}
@@ -335,7 +335,7 @@ func executionJSON(t *testing.T, outs map[string]output) map[string]any {
 // Regular files at any depth, whatever their modes, empty and large, with
 // their content; directories are not outputs.
 func testOutputs(t *testing.T, s *suite) {
-	e := s.h.New(t)
+	e := s.newExecutor(t)
 	j := s.job(t, `cd /valohai/outputs
 echo top > top.txt
 mkdir -p a/b/c && echo deep > a/b/c/deep.txt
@@ -366,7 +366,7 @@ mkdir -p emptydir/sub`)
 // warnings, word for word, from every executor. (With bind mounts sluice
 // reads the links on the host, where /etc/passwd is the host's.)
 func testOutputLinks(t *testing.T, s *suite) {
-	e := s.h.New(t)
+	e := s.newExecutor(t)
 	j := s.job(t, `cd /valohai/outputs
 echo fine > ok.txt
 ln -s /etc/passwd passwd
@@ -410,7 +410,7 @@ mkfifo pipe`)
 // An executor that stores outputs applies them; for outputs in OutputDir
 // the runner does, and the result must be the same.
 func testOutputProperties(t *testing.T, s *suite) {
-	e := s.h.New(t)
+	e := s.newExecutor(t)
 	j := s.job(t, `cd /valohai/outputs
 echo model > model.bin
 echo '{"accuracy": 0.9, "tags": ["a", "b"]}' > model.bin.metadata.json

@@ -39,7 +39,7 @@ func testExitCodes(t *testing.T, s *suite) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := s.h.New(t)
+			e := s.newExecutor(t)
 			j := s.job(t, tc.command)
 			r := s.ctxRun(t, e, j)
 			if r.err != nil {
@@ -61,7 +61,7 @@ func testExitCodes(t *testing.T, s *suite) {
 // A command that runs past the time limit is killed; what it printed and
 // the outputs it wrote before arrive.
 func testTimeLimit(t *testing.T, s *suite) {
-	e := s.h.New(t)
+	e := s.newExecutor(t)
 	j := s.job(t, "echo partial > /valohai/outputs/before.txt; echo started; sleep 30")
 	j.TimeLimit = 2 * time.Second
 	start := time.Now()
@@ -89,7 +89,7 @@ func testTimeLimit(t *testing.T, s *suite) {
 func testNoOutputTimeout(t *testing.T, s *suite) {
 	t.Run("silent", func(t *testing.T) {
 		t.Parallel()
-		e := s.h.New(t)
+		e := s.newExecutor(t)
 		j := s.job(t, "echo partial > /valohai/outputs/before.txt; echo started; sleep 30")
 		j.NoOutputTimeout = time.Second
 		start := time.Now()
@@ -115,7 +115,7 @@ func testNoOutputTimeout(t *testing.T, s *suite) {
 	// all; stderr counts as output too.
 	t.Run("chatty", func(t *testing.T) {
 		t.Parallel()
-		e := s.h.New(t)
+		e := s.newExecutor(t)
 		j := s.job(t, "for i in 1 2 3 4; do echo $i; sleep 0.25; echo $i >&2; sleep 0.25; done")
 		j.NoOutputTimeout = 1500 * time.Millisecond
 		r := s.ctxRun(t, e, j)
@@ -135,7 +135,7 @@ func testNoOutputTimeout(t *testing.T, s *suite) {
 // A run whose context is cancelled ends soon, with an error that wraps the
 // context's, and leaves nothing behind.
 func testCancel(t *testing.T, s *suite) {
-	e := s.h.New(t)
+	e := s.newExecutor(t)
 	j := s.job(t, "echo started; sleep 30")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -171,7 +171,7 @@ func testCancel(t *testing.T, s *suite) {
 // Each stream's lines arrive in order, a last line without a newline too,
 // and each sink is flushed once, after its last write.
 func testLogOrder(t *testing.T, s *suite) {
-	e := s.h.New(t)
+	e := s.newExecutor(t)
 	j := s.job(t, `i=1; while [ $i -le 200 ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done; printf 'err tail' >&2; printf 'no newline'`)
 	r := s.mustRun(t, e, j)
 	var wantOut, wantErr []string
@@ -202,7 +202,7 @@ const concurrentJobs = 4
 // Jobs run at once through one executor, as the nodes of a run do, each
 // with its own inputs, parameters, outputs and log.
 func testConcurrent(t *testing.T, s *suite) {
-	e := s.h.New(t)
+	e := s.newExecutor(t)
 	runID := newRunID()
 	t.Cleanup(func() { s.noLeftovers(t, runID) })
 	jobs := make([]runner.Job, concurrentJobs)
@@ -250,7 +250,7 @@ echo "job $n done" >&2`)
 // A job no executor can run is refused with the errors Validate gives,
 // before anything starts.
 func testBadJob(t *testing.T, s *suite) {
-	e := s.h.New(t)
+	e := s.newExecutor(t)
 	for _, tc := range []struct {
 		name   string
 		change func(j *runner.Job)
