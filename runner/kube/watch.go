@@ -309,6 +309,12 @@ func (w *watch) disrupted(ps *podState, c corev1.PodCondition) {
 // decide says whether the node is decided: the Job ended, or a pod cannot
 // go on (its image, no node for it, too many disruptions).
 func (w *watch) decide(ctx context.Context) (runner.Result, error, bool) {
+	// A cancelled run is cancelled, whatever the pods did meanwhile: a pod
+	// stopped by the Job's deletion fails too, and is no failure of the step.
+	if ctx.Err() != nil {
+		res, err := w.cancelled(ctx)
+		return res, err, true
+	}
 	now := w.e.opts.Now()
 	for _, name := range w.order {
 		ps := w.pods[name]
