@@ -208,3 +208,19 @@ func ExtractTree(r io.Reader, dst string) error {
 		}
 	}
 }
+
+// CheckRemoteStore says why a store cannot serve a remote backend whose
+// machines (VMs, pods) read their inputs from the store and write their
+// outputs there themselves: it must be one they reach, a gs:// bucket.
+// backend names the environment's backend, machines what runs there.
+func CheckRemoteStore(storeURL, backend, machines string) error {
+	if strings.HasPrefix(storeURL, "gs://") {
+		return nil
+	}
+	where := storeURL
+	if where == "" {
+		where = "the default .sluice directory"
+	}
+	return fmt.Errorf("a %s environment needs a store its %s can reach, a gs:// bucket; %s is on this host (give --store gs://BUCKET/PREFIX)",
+		backend, machines, where)
+}

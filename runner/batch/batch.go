@@ -92,14 +92,7 @@ var _ runner.Executor = (*Executor)(nil)
 // CheckStore says why a store cannot serve a batch environment: its VMs
 // read and write the store themselves, so it must be a gs:// bucket.
 func CheckStore(storeURL string) error {
-	if strings.HasPrefix(storeURL, "gs://") {
-		return nil
-	}
-	where := storeURL
-	if where == "" {
-		where = "the default .sluice directory"
-	}
-	return fmt.Errorf("a batch environment needs a store its VMs can reach, a gs:// bucket; %s is on this host (give --store gs://BUCKET/PREFIX)", where)
+	return runner.CheckRemoteStore(storeURL, "batch", "VMs")
 }
 
 // New checks the options: a Batch environment with what Batch needs, a

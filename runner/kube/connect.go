@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/sluice-ci/sluice/runner"
 	"github.com/sluice-ci/sluice/spec"
 )
 
@@ -153,14 +154,7 @@ func contextList(raw *clientcmdapi.Config) string {
 // pods read their inputs from the store and write their outputs there
 // themselves, so it must be one they reach, a gs:// bucket.
 func CheckStore(storeURL string) error {
-	if strings.HasPrefix(storeURL, "gs://") {
-		return nil
-	}
-	where := storeURL
-	if where == "" {
-		where = "the default .sluice directory"
-	}
-	return fmt.Errorf("a kubernetes environment needs a store its pods can reach, a gs:// bucket; %s is on this host (give --store gs://BUCKET/PREFIX)", where)
+	return runner.CheckRemoteStore(storeURL, "kubernetes", "pods")
 }
 
 // Permission is one thing Run does on the cluster: a verb on a resource
