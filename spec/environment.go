@@ -44,7 +44,7 @@ var backends = []backendDef{
 		props: []prop{
 			p("transfer", enum(TransferAuto, TransferCopy, TransferBind, TransferStore)),
 			p("network", &schema{types: tStr, pattern: nonBlank, patDesc: "a Docker network name, such as host"}),
-			p("image", &schema{types: tStr, pattern: nonBlank, patDesc: "an image reference, such as ghcr.io/sluice-ci/sluice:v1"}),
+			p("image", sAgentImage),
 		},
 		load: func(env *Environment, v *Value) {
 			env.Docker = DockerEnvironment{Transfer: getStr(v, "transfer"), Network: getStr(v, "network"), Image: getStr(v, "image")}
@@ -74,6 +74,10 @@ func backendOf(name string) *backendDef {
 
 var (
 	nonBlank = regexp.MustCompile(`\S`)
+	// sAgentImage is the sluice image an environment's agent runs in;
+	// sHourlyPrice the USD price of one machine hour, for the cost estimate.
+	sAgentImage  = &schema{types: tStr, pattern: nonBlank, patDesc: "an image reference, such as ghcr.io/sluice-ci/sluice:v1"}
+	sHourlyPrice = &schema{types: tNum, min: fptr(0)}
 	// sSlug is a Valohai environment slug, as sluice.yaml refers to one.
 	sSlug = &schema{types: tStr, pattern: nonBlank, patDesc: "an environment slug, a key of environments"}
 	// sEnvironments holds the entries' shape only; checkEnvironments checks
