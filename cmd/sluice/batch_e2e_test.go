@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -316,32 +313,11 @@ func TestBatchSIGTERMDeletesJobs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := r.command(ctx, "run", "--pull", "never", "--store", r.url)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := bufio.NewScanner(stdout)
-	var seen []string
-	for lines.Scan() {
-		seen = append(seen, lines.Text())
-		if strings.Contains(lines.Text(), "train | epoch 1") {
-			break
-		}
-	}
+	seen, stdout := startUntil(t, cmd, "train | epoch 1")
 	if len(r.srv.Jobs()) != 1 {
 		t.Fatalf("want train's job running on the stand-in; output:\n%s", strings.Join(seen, "\n"))
 	}
-	signalled := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	go io.Copy(io.Discard, stdout)
-	err = cmd.Wait()
-	took := time.Since(signalled)
+	_, took, _, err := sigterm(t, cmd, stdout)
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Errorf("exit: %v, want code 1", err)
 	}

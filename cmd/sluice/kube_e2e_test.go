@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -427,37 +424,11 @@ func TestKubeSIGTERMDeletesJobs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := r.command(ctx, "run", "--pull", "never", "--store", r.url)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := bufio.NewScanner(stdout)
-	var seen []string
-	for lines.Scan() {
-		seen = append(seen, lines.Text())
-		if strings.Contains(lines.Text(), "train | epoch 1") {
-			break
-		}
-	}
+	seen, stdout := startUntil(t, cmd, "train | epoch 1")
 	if len(r.runJobs(t)) != 1 {
 		t.Fatalf("want train's Job running; output:\n%s", strings.Join(seen, "\n"))
 	}
-	signalled := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	rest := make(chan string)
-	go func() {
-		b, _ := io.ReadAll(stdout)
-		rest <- string(b)
-	}()
-	err = cmd.Wait()
-	exited := time.Since(signalled)
-	tail := <-rest
+	signalled, exited, tail, err := sigterm(t, cmd, stdout)
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Errorf("exit: %v, want code 1\n%s", err, tail)
 	}
